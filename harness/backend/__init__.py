@@ -1,0 +1,1 @@
+"""Virtualization backends behind one interface (``base.Backend``)."""

@@ -1,0 +1,141 @@
+"""Frozen records shared by every stage: cells, findings, boot results.
+
+Every stage reads and writes these; none of them does I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Outcome(StrEnum):
+    """The class of one boot. ``INFRA_ERROR`` is never a guest failure."""
+
+    OK = "ok"
+    VCPU_OFFLINE = "vcpu_offline"
+    BOOT_FAILURE = "boot_failure"
+    INFRA_ERROR = "infra_error"
+
+
+GUEST_OUTCOMES = (Outcome.OK, Outcome.VCPU_OFFLINE, Outcome.BOOT_FAILURE)
+
+
+class RebootMode(StrEnum):
+    COLD = "cold"  # destroy the domain and start it again
+    WARM = "warm"  # `reboot` from inside the guest
+    RESET = "reset"  # libvirt reset (hardware reset)
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """Maximum acceptable rates for a cell; ``None`` means not judged."""
+
+    vcpu_offline: float | None = 0.0
+    boot_failure: float | None = 0.0
+    confidence: float = 0.95
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds. ``boot``: start to SSH login; ``ssh``: one connection attempt;
+    ``command``: one remote command; ``shutdown``: graceful stop before destroy."""
+
+    boot: float = 300.0
+    ssh: float = 10.0
+    command: float = 60.0
+    shutdown: float = 30.0
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One point of the matrix: a guest on a host with a vCPU count, and its boots."""
+
+    id: str
+    matrix: str
+    host: str
+    guest: str
+    vcpus: int
+    boots: int
+    reboot: RebootMode = RebootMode.COLD
+    memory_mib: int = 2048
+    params: tuple[tuple[str, Any], ...] = ()  # other axes, in matrix order
+    host_attrs: tuple[tuple[str, Any], ...] = ()
+    expect: Expectation = field(default_factory=Expectation)
+    timeouts: Timeouts = field(default_factory=Timeouts)
+
+    @property
+    def safe_id(self) -> str:
+        """The id with only ``[A-Za-z0-9_.-]`` (for domain names and paths)."""
+        return safe_name(self.id.replace("/", "."))
+
+    def as_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "id": self.id,
+            "host": self.host,
+            "guest": self.guest,
+            "vcpus": self.vcpus,
+            "boots": self.boots,
+            "reboot": str(self.reboot),
+            "memory_mib": self.memory_mib,
+        }
+        d.update(dict(self.params))
+        d["host_attrs"] = dict(self.host_attrs)
+        d["expect"] = {
+            "vcpu_offline": self.expect.vcpu_offline,
+            "boot_failure": self.expect.boot_failure,
+            "confidence": self.expect.confidence,
+        }
+        return d
+
+
+def safe_name(text: str) -> str:
+    """Map any text to ``[A-Za-z0-9_.-]+`` (other characters become ``_``)."""
+    out = "".join(c if (c.isascii() and (c.isalnum() or c in "_.-")) else "_" for c in text)
+    return out or "_"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One kernel message that matters, found in a text."""
+
+    kind: str  # e.g. "cpu_failed_online", "psci_failed_boot", "panic"
+    line: int  # 1-based line number in the text it came from
+    text: str  # the message without prefixes
+    cpu: int | None = None
+    errno: int | None = None
+
+
+@dataclass(frozen=True)
+class Signature:
+    """A normalized, countable title for a failure (numbers, addresses, ids removed)."""
+
+    kind: str
+    title: str
+
+
+@dataclass(frozen=True)
+class BootResult:
+    """Everything recorded about one boot attempt of one cell."""
+
+    run_id: str
+    cell_id: str
+    index: int  # 0-based boot number within the cell
+    outcome: Outcome
+    reason: str = ""  # short why: panic title, "no SSH within 300s", "libvirt: ..."
+    host: str = ""
+    guest: str = ""
+    vcpus: int = 0
+    attempt: int = 1  # infrastructure retries of the same boot
+    offline_cpus: tuple[int, ...] = ()
+    online_cpus: tuple[int, ...] | None = None
+    cpus_brought_up: int | None = None
+    kernel_release: str | None = None
+    signatures: tuple[Signature, ...] = ()
+    findings: tuple[Finding, ...] = ()
+    timings: tuple[tuple[str, float], ...] = ()  # event name -> unix time
+    bringup_latency_s: float | None = None  # first secondary start to last booted
+    slowest_cpu: int | None = None
+    artifacts: tuple[tuple[str, str], ...] = ()  # name -> path relative to the run dir
+    extra: tuple[tuple[str, Any], ...] = ()

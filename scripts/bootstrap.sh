@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Prepare this Debian 12 machine and the project's virtualenv (.venv). Idempotent:
+# installs only what is missing, so the second run takes seconds.
+#   scripts/bootstrap.sh            runtime (demo)
+#   scripts/bootstrap.sh --test     plus what the test suite needs (browser, linters)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_test=0
+[[ "${1:-}" == "--test" ]] && want_test=1
+
+pkgs=(python3-venv python3-dev gcc pkg-config libvirt-dev libvirt-clients
+      libvirt-daemon libvirt-daemon-driver-qemu qemu-system-arm qemu-utils
+      openssh-client openssh-server cpio iproute2 zstd xz-utils)
+if (( want_test )); then
+  pkgs+=(chromium)
+fi
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if (( ${#missing[@]} )); then
+  echo "bootstrap: installing Debian packages: ${missing[*]}"
+  SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+PY=${PYTHON:-python3}
+if [[ ! -x .venv/bin/python ]]; then
+  echo "bootstrap: creating .venv"
+  "$PY" -m venv .venv
+fi
+extras="."
+(( want_test )) && extras=".[dev]"
+stamp=".venv/.installed-$(cat pyproject.toml | sha1sum | cut -c1-12)-$want_test"
+if [[ ! -e "$stamp" ]]; then
+  echo "bootstrap: installing the harness into .venv ($extras)"
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e "$extras"
+  touch "$stamp"
+fi
