@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from harness.model import Cell, Expectation, RebootMode, Timeouts
@@ -38,8 +38,8 @@ class MatrixSpec:
     boots: int = 10
     reboot: RebootMode = RebootMode.COLD
     memory_mib: int = 2048
-    expect: Expectation = Expectation()
-    timeouts: Timeouts = Timeouts()
+    expect: Expectation = field(default_factory=Expectation)
+    timeouts: Timeouts = field(default_factory=Timeouts)
     exclude: tuple[tuple[tuple[str, tuple[Any, ...]], ...], ...] = ()
     include: tuple[tuple[tuple[str, Any], ...], ...] = ()
     overrides: tuple[Override, ...] = ()
@@ -68,7 +68,7 @@ _MISSING = object()
 
 def _same(a: Any, b: Any) -> bool:
     # YAML gives bools and ints: keep True != 1 and compare strings as strings
-    return type(a) is type(b) and a == b or (str(a) == str(b) and not isinstance(a, bool)
+    return (type(a) is type(b) and a == b) or (str(a) == str(b) and not isinstance(a, bool)
                                              and not isinstance(b, bool))
 
 
