@@ -1,0 +1,246 @@
+"""The simulated backend: hosts whose URI is ``sim:///`` (``sim:///?seed=N``).
+
+``SimBackend``/``SimDomain`` implement the backend protocols and ``SimConnector`` the
+connector, so the boot loop, the collectors, the classifier and the store run unchanged;
+only libvirt and SSH are replaced. Each boot's fate comes from the lab's ``sim:`` model
+(``harness.sim.model``) and its text from ``harness.sim.text``. Infrastructure faults
+(libvirt errors, a host that goes away, a slow host, SSH refused) raise the same
+exceptions the real backend and connector raise, so they end up as ``infra_error``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from harness.backend.base import BootRequest, CommandResult, Domain, GuestNotReady
+from harness.collect import commands
+from harness.errors import BackendError, InfraError
+from harness.inventory import HostSpec, Lab
+from harness.model import Outcome
+from harness.sim import text
+from harness.sim.clock import SimClock
+from harness.sim.model import Fate, SimModel, fate, load_sim_model, uri_seed
+
+
+@dataclass
+class SimDomain:
+    """One simulated guest. Its fate is fixed when it is defined."""
+
+    name: str
+    fate: Fate
+    vcpus: int
+    release: str | None
+    clock: SimClock
+    backend: SimBackend
+    active: bool = False
+    started_at: float = 0.0
+    _texts: dict[str, str] = field(default_factory=dict)
+
+    def _check_host(self) -> None:
+        self.backend.check_alive()
+
+    def start(self, paused: bool = False) -> None:
+        self._check_host()
+        if self.fate.infra == "libvirt":
+            raise BackendError(f"libvirt: internal error: process exited while connecting "
+                               f"to monitor (simulated, domain {self.name})", reason="libvirt")
+        if self.fate.infra == "slow":
+            self.clock.sleep(30.0)
+            raise BackendError(f"libvirt: Timed out during operation: cannot acquire state "
+                               f"change lock (simulated slow host {self.backend.host_name})",
+                               reason="host_slow")
+        self.active = True
+        self.started_at = self.clock.now()
+
+    def resume(self) -> None:
+        self._check_host()
+
+    def destroy(self) -> None:
+        self.active = False
+
+    def reset(self) -> None:
+        self._check_host()
+        self.started_at = self.clock.now()
+
+    def reboot(self) -> None:
+        self.reset()
+
+    def undefine(self) -> None:
+        self.active = False
+        self.backend.forget(self.name)
+
+    def is_active(self) -> bool:
+        return self.active
+
+    @property
+    def ready_at(self) -> float:
+        return self.started_at + self.fate.boot_seconds
+
+    def console_text(self) -> str:
+        if not self.started_at:
+            return ""
+        if "console" not in self._texts:
+            self._texts["console"] = text.console(self.release, self.vcpus, self.fate,
+                                                  hostname=self.name)
+        return self._texts["console"]
+
+    def dmesg(self) -> str:
+        if "dmesg" not in self._texts:
+            self._texts["dmesg"] = text.dmesg(self.release, self.vcpus, self.fate)
+        return self._texts["dmesg"]
+
+    def evidence(self) -> dict[str, str]:
+        return {"qemu_log": f"simulated domain {self.name} on {self.backend.host_name}\n",
+                "host_dmesg": ""}
+
+    def ssh_endpoint(self) -> tuple[str, int]:
+        return ("sim", 22)
+
+
+class SimBackend:
+    """One simulated host."""
+
+    def __init__(self, lab: Lab, host_name: str, model: SimModel, clock: SimClock) -> None:
+        self.host_name = host_name
+        self.host: HostSpec = lab.host(host_name)
+        self.uri = self.host.uri
+        self.lab = lab
+        self.model = model
+        self.clock = clock
+        seed = uri_seed(self.uri)
+        self.seed = model.seed if seed is None else seed
+        self.faults = model.hosts.get(host_name)
+        self._lock = threading.Lock()
+        self._domains: dict[str, SimDomain] = {}
+        self._attempts: dict[tuple[str, int], int] = {}
+        self.boots = 0  # domains defined so far (for ``gone_after``)
+
+    def check_alive(self) -> None:
+        gone = self.faults.gone_after if self.faults else None
+        if gone is not None and self.boots > gone:
+            raise BackendError(f"libvirt: cannot connect to {self.uri} on host "
+                               f"{self.host_name}: no route to host (simulated)",
+                               reason="host_gone")
+
+    def define(self, request: BootRequest) -> Domain:
+        with self._lock:
+            self.boots += 1
+            key = (request.cell.id, request.boot_index)
+            attempt = self._attempts.get(key, 0) + 1
+            self._attempts[key] = attempt
+        self.check_alive()
+        cell = request.cell
+        f = fate(self.model, seed=self.seed, host=request.host_name,
+                 attrs=self.host.attributes, guest=request.guest_name, vcpus=cell.vcpus,
+                 index=request.boot_index, attempt=attempt)
+        dom = SimDomain(request.domain_name, f, cell.vcpus, request.guest.kernel_release,
+                        self.clock, self)
+        with self._lock:
+            self._domains[dom.name] = dom
+        return dom
+
+    def lookup(self, name: str) -> Domain | None:
+        self.check_alive()
+        return self._domains.get(name)
+
+    def list_domains(self, prefix: str = "hb-") -> list[str]:
+        self.check_alive()
+        return sorted(n for n in self._domains if n.startswith(prefix))
+
+    def forget(self, name: str) -> None:
+        with self._lock:
+            self._domains.pop(name, None)
+
+    def close(self) -> None:
+        pass
+
+
+class SimChannel:
+    """A logged-in session to a simulated guest: answers the fixed commands."""
+
+    def __init__(self, domain: SimDomain) -> None:
+        self.domain = domain
+
+    def run(self, command: str, timeout: float) -> CommandResult:
+        d = self.domain
+        if not d.active:
+            raise GuestNotReady(f"{d.name}: connection closed")
+        online = text.online_cpus(d.vcpus, d.fate)
+        answers = {
+            commands.DMESG: d.dmesg(),
+            commands.CPU_ONLINE: text.cpu_list(online) + "\n",
+            commands.CPU_PRESENT: f"0-{d.vcpus - 1}\n" if d.vcpus > 1 else "0\n",
+            commands.UNAME_R: f"{d.release or 'unknown'}\n",
+            commands.NPROC: f"{len(online)}\n",
+        }
+        if command in answers:
+            return CommandResult(0, answers[command])
+        if command == commands.REBOOT:
+            d.reset()
+            return CommandResult(0, "")
+        return CommandResult(127, "", f"sh: {command.split()[0]}: command not found\n")
+
+    def close(self) -> None:
+        pass
+
+
+class SimConnector:
+    """Logs in to a simulated guest once it is up; a failing boot never answers."""
+
+    def __init__(self, clock: SimClock) -> None:
+        self.clock = clock
+
+    def connect(self, domain: Domain, timeout: float) -> SimChannel:
+        if not isinstance(domain, SimDomain):
+            raise TypeError("SimConnector only connects to simulated domains")
+        domain.backend.check_alive()
+        if not domain.active:
+            raise GuestNotReady(f"{domain.name}: not running")
+        if domain.fate.failure:
+            self.clock.sleep(timeout)
+            raise GuestNotReady(f"{domain.name}: connection timed out")
+        wait = domain.ready_at - self.clock.now()
+        if wait > 0:
+            self.clock.sleep(min(wait, timeout))
+            if wait > timeout:
+                raise GuestNotReady(f"{domain.name}: connection refused")
+        if domain.fate.infra == "ssh_refused":
+            raise InfraError(f"ssh: {domain.name}: authentication failed (publickey) "
+                             "(simulated)", reason="ssh_auth")
+        return SimChannel(domain)
+
+
+@dataclass
+class SimLab:
+    """The simulated parts of a lab: one backend per simulated host, one connector."""
+
+    lab: Lab
+    clock: SimClock
+    model: SimModel = field(init=False)
+    _backends: dict[str, SimBackend] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.model = load_sim_model(self.lab)
+        self.connector = SimConnector(self.clock)
+
+    def backend_for(self, host: str) -> SimBackend:
+        with self._lock:
+            if host not in self._backends:
+                self._backends[host] = SimBackend(self.lab, host, self.model, self.clock)
+            return self._backends[host]
+
+    def connector_for(self, host: str, guest: str) -> SimConnector:
+        return self.connector
+
+    def truth(self) -> Callable[[str, str, int, int], Outcome]:
+        """``(host, guest, vcpus, index) -> outcome`` of the first attempt (for tests)."""
+
+        def outcome(host: str, guest: str, vcpus: int, index: int) -> Outcome:
+            b = self.backend_for(host)
+            return fate(self.model, seed=b.seed, host=host, attrs=b.host.attributes,
+                        guest=guest, vcpus=vcpus, index=index).outcome
+
+        return outcome

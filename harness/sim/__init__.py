@@ -1,0 +1,1 @@
+"""The simulated lab: its model (rules, per-boot fate), its text, its clock."""
