@@ -1,0 +1,53 @@
+"""The crash-safe results store: one SQLite database per lab (WAL), one transaction per
+boot, raw artifacts on disk beside it. Details and rules: docs/results.md.
+
+    from harness.store import Store, make_run_id, default_db_path, artifact_dir
+
+    with Store(default_db_path(lab.name, lab.spec.results)) as store:   # creates/migrates
+        run = store.create_run(make_run_id(matrix.name), matrix.name, matrix.cells,
+                               matrix_file=str(matrix.file), config={...versions...},
+                               artifacts_dir="reports/<run-id>")
+        # ... or, to continue: store.resume_run(run_id, matrix.cells)
+        done = store.recorded(run.id, cell.id)      # boot indices already done (resume)
+        store.record(boot_result)                   # ResultSink: atomic and idempotent
+        store.counts(run.id)                        # {cell_id: CellCounts} (progress)
+        store.mark_finished(run.id)                 # or status="interrupted"
+        data = store.load_run(run.id)               # RunData for reports (frozen)
+        store.previous_run(matrix.name, before=run.id)  # RunInfo | None, for trends
+        store.list_runs(matrix.name)                # oldest first
+
+Rules: a boot index holds at most one guest outcome (a second ``record`` of it is
+ignored, so nothing counts twice); an infrastructure error is kept in ``infra_events`` and
+the index stays "not done" for ``recorded`` (a resume re-does it), a later guest outcome
+replaces it. A boot cut in the middle was never recorded and is re-done on resume.
+Thread-safe (one connection per thread) and multi-process safe (WAL + busy timeout +
+``BEGIN IMMEDIATE``). User-facing problems (missing/foreign/newer database, unknown or
+duplicate run id) are ``ConfigError``; ``StoreError`` is anything else the database
+refuses.
+"""
+
+from harness.store.db import (
+    CellData,
+    InfraEvent,
+    RunData,
+    RunInfo,
+    Store,
+    StoreError,
+    artifact_dir,
+    default_db_path,
+    make_run_id,
+)
+from harness.store.schema import LATEST as SCHEMA_VERSION
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "CellData",
+    "InfraEvent",
+    "RunData",
+    "RunInfo",
+    "Store",
+    "StoreError",
+    "artifact_dir",
+    "default_db_path",
+    "make_run_id",
+]

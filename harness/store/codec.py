@@ -1,0 +1,107 @@
+"""Pure conversions between the shared records and the database's rows (JSON columns)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from harness.model import (
+    BootResult,
+    Cell,
+    Expectation,
+    Finding,
+    Outcome,
+    RebootMode,
+    Signature,
+    Timeouts,
+)
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def cell_to_json(cell: Cell) -> str:
+    return dumps({
+        "id": cell.id,
+        "matrix": cell.matrix,
+        "host": cell.host,
+        "guest": cell.guest,
+        "vcpus": cell.vcpus,
+        "boots": cell.boots,
+        "reboot": str(cell.reboot),
+        "memory_mib": cell.memory_mib,
+        "params": [list(p) for p in cell.params],
+        "host_attrs": [list(p) for p in cell.host_attrs],
+        "expect": {"vcpu_offline": cell.expect.vcpu_offline,
+                   "boot_failure": cell.expect.boot_failure,
+                   "confidence": cell.expect.confidence},
+        "timeouts": {"boot": cell.timeouts.boot, "ssh": cell.timeouts.ssh,
+                     "command": cell.timeouts.command, "shutdown": cell.timeouts.shutdown},
+    })
+
+
+def cell_from_json(text: str) -> Cell:
+    d = json.loads(text)
+    return Cell(
+        id=d["id"],
+        matrix=d["matrix"],
+        host=d["host"],
+        guest=d["guest"],
+        vcpus=int(d["vcpus"]),
+        boots=int(d["boots"]),
+        reboot=RebootMode(d["reboot"]),
+        memory_mib=int(d["memory_mib"]),
+        params=tuple((str(k), v) for k, v in d["params"]),
+        host_attrs=tuple((str(k), v) for k, v in d["host_attrs"]),
+        expect=Expectation(**d["expect"]),
+        timeouts=Timeouts(**d["timeouts"]),
+    )
+
+
+BOOT_COLUMNS = ("run_id", "cell_id", "idx", "outcome", "reason", "host", "guest", "vcpus",
+                "attempt", "offline_cpus", "online_cpus", "cpus_brought_up", "kernel_release",
+                "bringup_latency_s", "slowest_cpu", "timings", "artifacts", "extra")
+
+
+def boot_row(r: BootResult) -> tuple[Any, ...]:
+    return (
+        r.run_id, r.cell_id, int(r.index), Outcome(r.outcome).value, r.reason, r.host,
+        r.guest, int(r.vcpus), int(r.attempt), dumps(list(r.offline_cpus)),
+        None if r.online_cpus is None else dumps(list(r.online_cpus)), r.cpus_brought_up,
+        r.kernel_release, r.bringup_latency_s, r.slowest_cpu,
+        dumps([list(t) for t in r.timings]), dumps([list(a) for a in r.artifacts]),
+        dumps([list(e) for e in r.extra]),
+    )
+
+
+def _pairs(text: str) -> tuple[tuple[str, Any], ...]:
+    return tuple((str(k), v) for k, v in json.loads(text))
+
+
+def boot_from_row(row: sqlite3.Row, findings: tuple[Finding, ...] = (),
+                  signatures: tuple[Signature, ...] = ()) -> BootResult:
+    online = row["online_cpus"]
+    return BootResult(
+        run_id=row["run_id"],
+        cell_id=row["cell_id"],
+        index=row["idx"],
+        outcome=Outcome(row["outcome"]),
+        reason=row["reason"],
+        host=row["host"],
+        guest=row["guest"],
+        vcpus=row["vcpus"],
+        attempt=row["attempt"],
+        offline_cpus=tuple(json.loads(row["offline_cpus"])),
+        online_cpus=None if online is None else tuple(json.loads(online)),
+        cpus_brought_up=row["cpus_brought_up"],
+        kernel_release=row["kernel_release"],
+        signatures=signatures,
+        findings=findings,
+        timings=tuple((str(k), float(v)) for k, v in json.loads(row["timings"])),
+        bringup_latency_s=row["bringup_latency_s"],
+        slowest_cpu=row["slowest_cpu"],
+        artifacts=tuple((str(k), str(v)) for k, v in json.loads(row["artifacts"])),
+        extra=_pairs(row["extra"]),
+    )

@@ -1,0 +1,95 @@
+"""The results database schema as numbered migrations (applied in order, each once).
+
+Add a migration by appending to ``MIGRATIONS``; never edit a released one. Each is a
+tuple of single SQL statements run inside the transaction that records its version.
+"""
+
+from __future__ import annotations
+
+V1: tuple[str, ...] = (
+    """CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        matrix TEXT NOT NULL,
+        matrix_file TEXT NOT NULL DEFAULT '',
+        config TEXT NOT NULL DEFAULT '{}',
+        started REAL NOT NULL,
+        finished REAL,
+        status TEXT NOT NULL DEFAULT 'running'
+    )""",
+    "CREATE INDEX runs_by_matrix ON runs (matrix, started)",
+    """CREATE TABLE cells (
+        run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        id TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        spec TEXT NOT NULL,
+        PRIMARY KEY (run_id, id)
+    )""",
+    """CREATE TABLE boots (
+        id INTEGER PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        cell_id TEXT NOT NULL,
+        idx INTEGER NOT NULL CHECK (idx >= 0),
+        outcome TEXT NOT NULL
+            CHECK (outcome IN ('ok', 'vcpu_offline', 'boot_failure', 'infra_error')),
+        reason TEXT NOT NULL DEFAULT '',
+        host TEXT NOT NULL DEFAULT '',
+        guest TEXT NOT NULL DEFAULT '',
+        vcpus INTEGER NOT NULL DEFAULT 0,
+        attempt INTEGER NOT NULL DEFAULT 1,
+        offline_cpus TEXT NOT NULL DEFAULT '[]',
+        online_cpus TEXT,
+        cpus_brought_up INTEGER,
+        kernel_release TEXT,
+        bringup_latency_s REAL,
+        slowest_cpu INTEGER,
+        timings TEXT NOT NULL DEFAULT '[]',
+        artifacts TEXT NOT NULL DEFAULT '[]',
+        extra TEXT NOT NULL DEFAULT '[]',
+        recorded REAL NOT NULL,
+        UNIQUE (run_id, cell_id, idx),
+        FOREIGN KEY (run_id, cell_id) REFERENCES cells (run_id, id) ON DELETE CASCADE
+    )""",
+    """CREATE TABLE findings (
+        boot_id INTEGER NOT NULL REFERENCES boots (id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        line INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        cpu INTEGER,
+        errno INTEGER,
+        PRIMARY KEY (boot_id, seq)
+    )""",
+    """CREATE TABLE signatures (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        title TEXT NOT NULL,
+        UNIQUE (kind, title)
+    )""",
+    """CREATE TABLE boot_signatures (
+        boot_id INTEGER NOT NULL REFERENCES boots (id) ON DELETE CASCADE,
+        signature_id INTEGER NOT NULL REFERENCES signatures (id),
+        PRIMARY KEY (boot_id, signature_id)
+    )""",
+)
+
+# v2: every infrastructure error is kept (a later guest outcome of the same boot replaces
+# the boot row, not its history), and a run knows where its artifacts are.
+V2: tuple[str, ...] = (
+    """CREATE TABLE infra_events (
+        run_id TEXT NOT NULL,
+        cell_id TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        attempt INTEGER NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        recorded REAL NOT NULL,
+        PRIMARY KEY (run_id, cell_id, idx, attempt),
+        FOREIGN KEY (run_id, cell_id) REFERENCES cells (run_id, id) ON DELETE CASCADE
+    )""",
+    "ALTER TABLE runs ADD COLUMN artifacts_dir TEXT",
+    """INSERT OR IGNORE INTO infra_events (run_id, cell_id, idx, attempt, reason, recorded)
+       SELECT run_id, cell_id, idx, attempt, reason, recorded FROM boots
+       WHERE outcome = 'infra_error'""",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (V1, V2)  # MIGRATIONS[i] makes version i + 1
+LATEST = len(MIGRATIONS)
