@@ -1,0 +1,81 @@
+"""JUnit XML: one testcase per cell, so Jenkins (and GitLab, ...) show trends.
+
+``classname`` is the matrix name, ``name`` the cell id. A cell that fails its expectation
+is a ``<failure>`` whose message is the statistical statement; an undecided cell is
+``<skipped>`` with the statement and the boots that could decide it (not enough evidence
+either way: neither a red build nor a green claim); counts and rates are properties.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from harness.report.view import CellView, RunView, rate_text
+
+
+def _props(cell: CellView) -> list[tuple[str, str]]:
+    out = [("boots", cell.boots), ("ok", cell.ok), ("vcpu_offline", cell.vcpu_offline),
+           ("boot_failure", cell.boot_failure), ("infra_error", cell.infra_error)]
+    props = [(k, str(v)) for k, v in out]
+    for name in ("vcpu_offline", "boot_failure"):
+        r = cell.rate(name)
+        if r.value is not None:
+            props += [(f"{name}_rate", f"{r.value:.6f}"), (f"{name}_rate_low", f"{r.low:.6f}"),
+                      (f"{name}_rate_high", f"{r.high:.6f}")]
+    props += [("host", cell.host), ("guest", cell.guest), ("vcpus", str(cell.vcpus))]
+    props += [(str(k), str(v)) for k, v in cell.params]
+    props += [(f"host.{k}", str(v)) for k, v in cell.host_attrs]
+    props.append(("verdict", cell.verdict))
+    return props
+
+
+def _body(cell: CellView) -> str:
+    lines = [j.statement + f" -> {j.verdict}" for j in cell.judgements]
+    if cell.infra_error:
+        lines.append(f"{cell.infra_error} infrastructure error(s), not counted in the rates")
+    lines += [f"{s.count} x {s.title}" for s in cell.signatures]
+    return "\n".join(lines)
+
+
+def to_xml(view: RunView) -> ET.ElementTree:
+    counts = view.verdict_counts
+    suites = ET.Element("testsuites", name=view.matrix, tests=str(len(view.cells)),
+                        failures=str(counts["fail"]), skipped=str(counts["undecided"]),
+                        errors="0")
+    suite = ET.SubElement(
+        suites, "testsuite", name=view.matrix, tests=str(len(view.cells)),
+        failures=str(counts["fail"]), skipped=str(counts["undecided"]), errors="0",
+        timestamp=view.started, id=view.id,
+    )
+    sp = ET.SubElement(suite, "properties")
+    ET.SubElement(sp, "property", name="run_id", value=view.id)
+    for k, v in view.versions:
+        ET.SubElement(sp, "property", name=f"version.{k}", value=str(v))
+    for cell in view.cells:
+        case = ET.SubElement(suite, "testcase", classname=view.matrix, name=cell.id)
+        props = ET.SubElement(case, "properties")
+        for k, v in _props(cell):
+            ET.SubElement(props, "property", name=k, value=v)
+        if cell.verdict == "fail":
+            msg = "; ".join(cell.failed_statements) or "fails its expectation"
+            fail = ET.SubElement(case, "failure", message=msg, type="expectation")
+            fail.text = _body(cell)
+        elif cell.verdict == "undecided":
+            parts = []
+            for j in cell.judgements:
+                if j.verdict == "undecided":
+                    more = (f" ({j.boots_to_decide} more boots could decide it)"
+                            if j.boots_to_decide else "")
+                    parts.append(f"undecided: {j.statement}{more}")
+            ET.SubElement(case, "skipped",
+                          message="; ".join(parts) or "undecided: no guest boots")
+        out = ET.SubElement(case, "system-out")
+        out.text = _body(cell) or ("vCPU offline " + rate_text(cell.vcpu_offline_rate))
+    ET.indent(suites)
+    return ET.ElementTree(suites)
+
+
+def write_junit(view: RunView, path: Path) -> Path:
+    to_xml(view).write(path, encoding="utf-8", xml_declaration=True)
+    return path

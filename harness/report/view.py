@@ -1,0 +1,297 @@
+"""The report view-model: what every report writer reads (frozen, no I/O, no statistics).
+
+``build.py`` makes one from the store's recorded run (calling ``harness.stats`` for every
+number that is a statistic); the HTML, JUnit, Markdown and JSON writers only format it.
+Tests build synthetic ones directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+RATE_OUTCOMES = ("vcpu_offline", "boot_failure")
+OUTCOME_LABELS = {
+    "ok": "ok",
+    "vcpu_offline": "vCPU offline",
+    "boot_failure": "boot failure",
+    "infra_error": "infrastructure error",
+}
+VERDICTS = ("pass", "fail", "undecided")
+
+
+@dataclass(frozen=True)
+class Rate:
+    """A proportion with its interval (fractions in [0, 1]); ``value`` is None when n = 0."""
+
+    k: int
+    n: int
+    value: float | None
+    low: float
+    high: float
+
+    def as_dict(self) -> dict[str, float | None]:
+        return {"value": self.value, "low": self.low, "high": self.high}
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """One outcome class of a cell against its expectation, in words and numbers."""
+
+    outcome: str  # "vcpu_offline" | "boot_failure"
+    verdict: str  # "pass" | "fail" | "undecided"
+    limit: float  # the expected maximum rate
+    statement: str  # "vCPU offline 12/50 = 24% [14%, 37%], expected <= 0%"
+    boots_to_decide: int | None = None  # undecided: more boots that could settle it
+
+
+@dataclass(frozen=True)
+class SignatureCount:
+    title: str
+    count: int  # boots showing it
+    kind: str = ""
+
+
+@dataclass(frozen=True)
+class Snippet:
+    """The lines around one finding (or the tail of a console), never a whole log."""
+
+    label: str  # "cpu_failed_online at dmesg:812" / "console (last 30 lines)"
+    source: str  # artifact name the lines come from ("dmesg", "console")
+    first_line: int  # 1-based number of lines[0] in that artifact
+    lines: tuple[str, ...]
+    mark: tuple[int, ...] = ()  # 1-based line numbers to highlight
+
+
+@dataclass(frozen=True)
+class BootView:
+    index: int
+    outcome: str
+    reason: str = ""
+    offline_cpus: tuple[int, ...] = ()
+    latency_s: float | None = None
+    signatures: tuple[str, ...] = ()
+    snippets: tuple[Snippet, ...] = ()
+    artifacts: tuple[tuple[str, str], ...] = ()  # name -> path relative to the report file
+
+
+@dataclass(frozen=True)
+class CellView:
+    id: str
+    host: str
+    guest: str
+    vcpus: int
+    planned: int  # boots the matrix asked for
+    ok: int
+    vcpu_offline: int
+    boot_failure: int
+    infra_error: int
+    vcpu_offline_rate: Rate
+    boot_failure_rate: Rate
+    verdict: str  # "pass" | "fail" | "undecided"
+    judgements: tuple[Judgement, ...] = ()
+    signatures: tuple[SignatureCount, ...] = ()
+    params: tuple[tuple[str, Any], ...] = ()  # other matrix axes
+    host_attrs: tuple[tuple[str, Any], ...] = ()
+    boot_views: tuple[BootView, ...] = ()
+
+    @property
+    def boots(self) -> int:
+        """Boots recorded, infrastructure errors included."""
+        return self.ok + self.vcpu_offline + self.boot_failure + self.infra_error
+
+    @property
+    def guest_boots(self) -> int:
+        """The rates' denominator: boots that were not infrastructure errors."""
+        return self.ok + self.vcpu_offline + self.boot_failure
+
+    def count(self, outcome: str) -> int:
+        return int(getattr(self, outcome))
+
+    def rate(self, outcome: str) -> Rate:
+        rate: Rate = getattr(self, f"{outcome}_rate")
+        return rate
+
+    def keys(self) -> dict[str, Any]:
+        """Every axis and host attribute value, by name (for grouping and pivoting)."""
+        out: dict[str, Any] = {"host": self.host, "guest": self.guest, "vcpus": self.vcpus}
+        out.update(dict(self.params))
+        for k, v in self.host_attrs:
+            out.setdefault(k, v)
+        return out
+
+    @property
+    def failed_statements(self) -> tuple[str, ...]:
+        return tuple(j.statement for j in self.judgements if j.verdict == "fail")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Two groups of boots compared on one outcome (exact test, Holm-adjusted)."""
+
+    outcome: str
+    axis: str  # the axis or host attribute that differs: "numa_patch"
+    a_label: str  # "numa_patch=true"
+    b_label: str  # "numa_patch=false"
+    within: str  # the stratum held fixed: "guest=es11" ("" for the whole run)
+    a: Rate
+    b: Rate
+    difference: Rate  # a - b, with its (Newcombe) interval; k and n are unused (0)
+    p_value: float
+    p_adjusted: float  # after Holm across the run's family of comparisons
+    significant: bool
+    test: str = "Boschloo"
+
+    @property
+    def title(self) -> str:
+        within = f" ({self.within})" if self.within else ""
+        return f"{OUTCOME_LABELS.get(self.outcome, self.outcome)}: {self.a_label} vs " \
+               f"{self.b_label}{within}"
+
+
+@dataclass(frozen=True)
+class CellChange:
+    """One cell and outcome class, previous run (a) against this one (b)."""
+
+    cell_id: str
+    outcome: str
+    a: Rate
+    b: Rate
+    p_value: float
+    p_adjusted: float
+    significant: bool
+    direction: str  # "worse" | "better" | "same"
+
+
+@dataclass(frozen=True)
+class SignatureChange:
+    title: str
+    a_count: int
+    a_boots: int
+    b_count: int
+    b_boots: int
+    p_value: float
+    p_adjusted: float
+    significant: bool
+    direction: str  # "worse" | "better" | "same"
+    new: bool = False  # never seen in run a
+    gone: bool = False  # seen in run a, not in run b
+
+
+@dataclass(frozen=True)
+class RunDiff:
+    """What changed from run ``a_id`` (older) to run ``b_id``."""
+
+    a_id: str
+    b_id: str
+    matrix: str
+    cells: tuple[CellChange, ...] = ()  # every compared cell x outcome
+    signatures: tuple[SignatureChange, ...] = ()
+    only_in_a: tuple[str, ...] = ()  # cells not in run b
+    only_in_b: tuple[str, ...] = ()
+    alpha: float = 0.05
+
+    @property
+    def worse(self) -> tuple[CellChange, ...]:
+        return tuple(c for c in self.cells if c.significant and c.direction == "worse")
+
+    @property
+    def better(self) -> tuple[CellChange, ...]:
+        return tuple(c for c in self.cells if c.significant and c.direction == "better")
+
+    @property
+    def new_signatures(self) -> tuple[SignatureChange, ...]:
+        return tuple(s for s in self.signatures if s.new)
+
+    @property
+    def flagged_signatures(self) -> tuple[SignatureChange, ...]:
+        """Significant changes and every new signature."""
+        return tuple(s for s in self.signatures if s.significant or s.new)
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """Bring-up latency counts: ``edges`` has one more item than ``counts``."""
+
+    edges: tuple[float, ...]
+    counts: tuple[int, ...]
+    n: int
+    median: float | None = None
+    p95: float | None = None
+    max: float | None = None
+
+
+@dataclass(frozen=True)
+class RunView:
+    id: str
+    matrix: str
+    started: str  # ISO 8601, UTC
+    finished: str | None
+    cells: tuple[CellView, ...]
+    axes: tuple[str, ...] = ("host", "guest", "vcpus")  # matrix axes, in matrix order
+    host_attr_names: tuple[str, ...] = ()
+    comparisons: tuple[Comparison, ...] = ()
+    previous: RunDiff | None = None
+    previous_note: str = ""  # why there is no previous-run section, when there is none
+    latency: Histogram | None = None
+    config: tuple[tuple[str, Any], ...] = ()  # the run's configuration (matrix, lab, ...)
+    versions: tuple[tuple[str, str], ...] = ()  # harness, python, libvirt, qemu ...
+    confidence: float = 0.95
+    artifacts_base: str = ""  # run artifacts folder, relative to the report files
+
+    @property
+    def verdict_counts(self) -> dict[str, int]:
+        out = dict.fromkeys(VERDICTS, 0)
+        for c in self.cells:
+            out[c.verdict] = out.get(c.verdict, 0) + 1
+        return out
+
+    @property
+    def totals(self) -> dict[str, int]:
+        return {
+            "boots": sum(c.boots for c in self.cells),
+            "ok": sum(c.ok for c in self.cells),
+            "vcpu_offline": sum(c.vcpu_offline for c in self.cells),
+            "boot_failure": sum(c.boot_failure for c in self.cells),
+            "infra_error": sum(c.infra_error for c in self.cells),
+        }
+
+    @property
+    def group_keys(self) -> tuple[str, ...]:
+        """Everything the HTML can group or pivot by: axes, then host attributes."""
+        return (*self.axes, *(a for a in self.host_attr_names if a not in self.axes))
+
+    def signature_totals(self) -> list[SignatureCount]:
+        """Boots per signature over the whole run, most frequent first."""
+        counts: dict[str, SignatureCount] = {}
+        for c in self.cells:
+            for s in c.signatures:
+                prev = counts.get(s.title)
+                counts[s.title] = SignatureCount(s.title, s.count + (prev.count if prev else 0),
+                                                 s.kind)
+        return sorted(counts.values(), key=lambda s: (-s.count, s.title))
+
+
+def pct(x: float | None, digits: int = 0) -> str:
+    """A fraction as a percentage for people: 0.2412 -> '24%' (digits=0)."""
+    if x is None:
+        return "n/a"
+    v = 100.0 * x
+    if digits == 0 and 0 < v < 1:
+        return f"{v:.1f}%"
+    if digits == 0 and 99 < v < 100:
+        return f"{v:.1f}%"
+    return f"{v:.{digits}f}%"
+
+
+def rate_text(r: Rate) -> str:
+    """'12/50 = 24% [14%, 37%]'"""
+    if r.n == 0:
+        return "0/0 (no guest boots)"
+    return f"{r.k}/{r.n} = {pct(r.value)} [{pct(r.low)}, {pct(r.high)}]"
+
+
+def p_text(p: float) -> str:
+    if p < 0.0001:
+        return "p < 0.0001"
+    return f"p = {p:.4f}" if p < 0.01 else f"p = {p:.3f}"
