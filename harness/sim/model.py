@@ -98,11 +98,13 @@ def load_sim_model(lab: Lab) -> SimModel:
                                     f" (allowed: {', '.join(keys)})", key=True)
             names: list[str] | None = {"host": list(lab.hosts),
                                        "guest": list(lab.guests)}.get(key)
-            for v in value if isinstance(value, list) else [value]:
+            items = list(enumerate(value)) if isinstance(value, list) else [(None, value)]
+            for j, v in items:
+                at = path if j is None else (*path, j)
                 if names is not None and str(v) not in names:
-                    raise lab.doc.error(path, f"unknown {key} {v!r}{did_you_mean(str(v), names)}")
+                    raise lab.doc.error(at, f"unknown {key} {v!r}{did_you_mean(str(v), names)}")
                 if key == "vcpus" and (isinstance(v, bool) or not isinstance(v, int)):
-                    raise lab.doc.error(path, f"vcpus: {v!r} is not a whole number")
+                    raise lab.doc.error(at, f"vcpus: {v!r} is not a whole number")
     for name in model.hosts:
         if name not in lab.hosts:
             raise ConfigError(f"unknown host {name!r}{did_you_mean(name, lab.hosts)}",

@@ -1,0 +1,328 @@
+"""One run of a matrix: matrix -> store (create or resume) -> scheduler -> boot loop ->
+store, with progress events for the CLI and a summary at the end.
+
+    runner = Runner(matrix, RunOptions(time_scale=0), on_event=print)
+    summary = runner.run()          # Runner.stop() from a signal handler stops it cleanly
+
+Backends: hosts whose URI starts with ``sim:`` get the simulated backend and connector
+(``harness.backend.sim``), the others libvirt (``harness.backend.libvirt``) and SSH
+(``harness.collect.ssh``). Tests and the local lab hand in their own factories.
+"""
+
+from __future__ import annotations
+
+import platform
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from harness import __version__
+from harness.adaptive import AdaptiveSettings, Decision, SprtStopper
+from harness.backend.base import Backend, Connector
+from harness.errors import ConfigError
+from harness.matrix import Matrix
+from harness.model import BootResult, Cell, Outcome
+from harness.scheduler import Chunk, Scheduler, SchedulerStats, plan_chunks
+from harness.sim.clock import SimClock
+from harness.stats import CellCounts
+from harness.store import Store, default_db_path, make_run_id
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    run_id: str | None = None  # a new run's id (default: <matrix>-<utc time>-<hex>)
+    resume: str | None = None  # continue this run where it stopped
+    boots: int | None = None  # boots per cell instead of the matrix's
+    time_scale: float | None = None  # simulated hosts: 0 = no waiting, 1 = real time
+    chunk_size: int = 5  # consecutive boots of a cell handed to a slot at once
+    order_seed: int | None = None  # the interleaving; default: from the run id
+    max_per_host: int | None = None  # cap on a host's slots
+    adaptive: bool | None = None  # None: as the matrix says
+    reports_dir: Path = Path("reports")
+    db: Path | None = None  # default: the lab's results, else reports/<lab>.db
+    write_reports: bool = True
+
+
+# --- progress events (called from slot threads; keep handlers quick) -------------------
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    run_id: str
+    matrix: str
+    total: int  # boots this run aims at (already recorded ones included)
+    done: int  # boots already recorded (resume)
+    slots: dict[str, int]
+    db: Path
+    resumed: bool
+
+
+@dataclass(frozen=True)
+class BootDone:
+    result: BootResult
+
+
+@dataclass(frozen=True)
+class HostChanged:
+    host: str
+    state: str  # "running", "done", "stopped", "set aside: <why>"
+
+
+@dataclass(frozen=True)
+class CellDecided:
+    cell_id: str
+    decision: Decision
+    skipped: int  # boots of the cell that will not be run
+
+
+Event = RunStarted | BootDone | HostChanged | CellDecided
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_id: str
+    matrix: str
+    status: str  # "finished", "interrupted", "incomplete" (hosts set aside)
+    db: Path
+    run_dir: Path
+    cells: tuple[Cell, ...]
+    counts: dict[str, CellCounts]
+    booted: int  # boots recorded by this invocation
+    elapsed_s: float
+    set_aside: dict[str, str] = field(default_factory=dict)
+    decisions: dict[str, Decision] = field(default_factory=dict)  # adaptive stops
+    skipped: int = 0  # boots adaptive stopping saved
+    missing: int = 0  # boots of the plan not recorded (interrupted, host set aside)
+    report: Path | None = None
+    utilization: float = 0.0
+
+    @property
+    def resume_command(self) -> str:
+        return f"harness run MATRIX --resume {self.run_id}"
+
+
+BackendFor = Callable[[str], Backend]
+ConnectorFor = Callable[[str, str], Connector]
+
+
+class Runner:
+    def __init__(self, matrix: Matrix, options: RunOptions | None = None, *,
+                 on_event: Callable[[Event], None] | None = None,
+                 backend_for: BackendFor | None = None,
+                 connector_for: ConnectorFor | None = None,
+                 hooks_for: Any = None) -> None:
+        self.matrix = matrix
+        self.lab = matrix.lab
+        self.options = options or RunOptions()
+        self._emit = on_event or (lambda e: None)
+        self._backend_for = backend_for
+        self._connector_for = connector_for
+        self._hooks_for = hooks_for
+        self._scheduler: Scheduler | None = None
+        self._stop = threading.Event()
+        self.sim_clock: SimClock | None = None
+
+    # --- wiring ------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop handing out boots (safe from a signal handler); recorded boots stay."""
+        self._stop.set()
+        if self._scheduler is not None:
+            self._scheduler.stop()
+
+    def _cells(self) -> list[Cell]:
+        cells = list(self.matrix.cells)
+        if self.options.boots is not None:
+            if self.options.boots < 1:
+                raise ConfigError("--boots must be at least 1")
+            cells = [replace(c, boots=self.options.boots) for c in cells]
+        return cells
+
+    def _factories(self) -> tuple[BackendFor, ConnectorFor]:
+        sim_hosts = {h for h, spec in self.lab.hosts.items() if spec.is_sim}
+        sim = None
+        if sim_hosts:
+            from harness.backend.sim import SimLab
+
+            scale = self.options.time_scale
+            self.sim_clock = SimClock(0.0 if scale is None else scale)
+            sim = SimLab(self.lab, self.sim_clock)
+        real_backend: dict[str, Backend] = {}
+        real_connector: ConnectorFor | None = None
+        lock = threading.Lock()
+
+        def backend_for(host: str) -> Backend:
+            if self._backend_for is not None:
+                return self._backend_for(host)
+            if sim is not None and host in sim_hosts:
+                return sim.backend_for(host)
+            with lock:
+                if host not in real_backend:
+                    from harness.backend.libvirt import LibvirtBackend
+
+                    real_backend[host] = LibvirtBackend(self.lab.host(host).uri)
+                return real_backend[host]
+
+        def connector_for(host: str, guest: str) -> Connector:
+            nonlocal real_connector
+            if self._connector_for is not None:
+                return self._connector_for(host, guest)
+            if sim is not None and host in sim_hosts:
+                return sim.connector_for(host, guest)
+            with lock:
+                if real_connector is None:
+                    from harness.collect.ssh import lab_connector_factory
+
+                    real_connector = lab_connector_factory(self.lab)
+            return real_connector(host, guest)
+
+        return backend_for, connector_for
+
+    def _boot_loop(self, store: Store, run_id: str, run_dir: Path) -> Any:
+        from harness.bootloop import BootLoop
+
+        backend_for, connector_for = self._factories()
+        hooks_for = self._hooks_for
+        if hooks_for is None:
+            try:  # the local lab's fault injection (stalls), when it provides one
+                from harness.lab import hooks_for as lab_hooks_for  # type: ignore[attr-defined]
+
+                hooks_for = lab_hooks_for(self.lab)
+            except (ImportError, AttributeError):
+                hooks_for = None
+        kwargs: dict[str, Any] = {}
+        if self.sim_clock is not None and all(h.is_sim for h in self.lab.hosts.values()):
+            kwargs.update(clock=self.sim_clock.now, sleep=self.sim_clock.sleep)
+        return BootLoop(backend_for=backend_for, connector_for=connector_for, sink=store,
+                        lab=self.lab, workdir=run_dir, run_id=run_id, hooks_for=hooks_for,
+                        **kwargs)
+
+    def _config(self, cells: list[Cell]) -> dict[str, Any]:
+        o = self.options
+        return {
+            "harness": __version__, "python": platform.python_version(),
+            "lab": self.lab.name, "lab_file": str(self.lab.file),
+            "matrix_file": str(self.matrix.file), "boots": o.boots,
+            "time_scale": o.time_scale, "chunk_size": o.chunk_size,
+            "order_seed": o.order_seed, "max_per_host": o.max_per_host,
+            "adaptive": self._adaptive() is not None,
+            "sim_seed": (self.lab.spec.sim or {}).get("seed"),
+            "total_boots": sum(c.boots for c in cells),
+        }
+
+    def _adaptive(self) -> AdaptiveSettings | None:
+        model = self.matrix.model.adaptive
+        if self.options.adaptive is False:
+            return None
+        if model is None:
+            return AdaptiveSettings() if self.options.adaptive else None
+        return AdaptiveSettings(model.min_boots, model.alpha, model.beta)
+
+    # --- the run -----------------------------------------------------------------------
+
+    def run(self) -> RunSummary:
+        o = self.options
+        db = o.db or default_db_path(self.lab.name, self.lab.spec.results, o.reports_dir)
+        t0 = time.monotonic()
+        with Store(db) as store:
+            if o.resume:
+                info = store.get_run(o.resume)
+                if info.matrix != self.matrix.name:
+                    raise ConfigError(f"run {o.resume!r} is a run of matrix {info.matrix!r}, "
+                                      f"not of {self.matrix.name!r}")
+                cells = store.cells(o.resume) or self._cells()
+                run_id = o.resume
+                seed = info.config.get("order_seed")
+                store.resume_run(run_id, cells)
+            else:
+                cells = self._cells()
+                run_id = o.run_id or make_run_id(self.matrix.name)
+                seed = o.order_seed
+                info = store.create_run(run_id, self.matrix.name, cells,
+                                        matrix_file=str(self.matrix.file),
+                                        config=self._config(cells),
+                                        artifacts_dir=o.reports_dir / run_id)
+            run_dir = Path(info.artifacts_dir or o.reports_dir / run_id)
+            done = {c.id: store.recorded(run_id, c.id) for c in cells}
+            order_seed = seed if isinstance(seed, int) else _seed_of(run_id)
+            plan = plan_chunks(cells, done, chunk_size=o.chunk_size, seed=order_seed)
+            prior = store.counts(run_id)
+            settings = self._adaptive()
+            stopper = SprtStopper(cells, settings, prior) if settings else None
+            loop = self._boot_loop(store, run_id, run_dir)
+            slots = {h: self.lab.host(h).slots for h in plan}
+            already = sum(len(v) for v in done.values())
+            self._emit(RunStarted(run_id, self.matrix.name, sum(c.boots for c in cells),
+                                  already, slots, db, bool(o.resume)))
+            stats = self._schedule(loop, plan, slots, stopper)
+            counts = store.counts(run_id)
+            recorded = sum(len(store.recorded(run_id, c.id)) for c in cells)
+            decisions = {c.id: d for c in cells
+                         if stopper and (d := stopper.decision(c.id)) is not None}
+            target = sum(c.boots for c in cells) - stats.skipped
+            missing = max(0, target - recorded)
+            status = ("interrupted" if stats.interrupted
+                      else "incomplete" if missing else "finished")
+            store.mark_finished(run_id, status)
+            report = (self._reports(store, run_id, run_dir)
+                      if o.write_reports and status != "interrupted" else None)
+        return RunSummary(run_id, self.matrix.name, status, db, run_dir, tuple(cells), counts,
+                          recorded - already, time.monotonic() - t0, dict(stats.set_aside),
+                          decisions, stats.skipped, missing, report, stats.utilization())
+
+    def _schedule(self, loop: Any, plan: dict[str, list[Chunk]], slots: dict[str, int],
+                  stopper: SprtStopper | None) -> SchedulerStats:
+        reported: set[str] = set()
+        lock = threading.Lock()
+
+        def run_chunk(chunk: Chunk) -> Iterator[BootResult]:
+            return loop.run_chunk(chunk.cell, list(chunk.indices))
+
+        def on_result(result: BootResult) -> None:
+            self._emit(BootDone(result))
+            if stopper is None:
+                return
+            d = stopper.decision(result.cell_id)
+            if d is not None:
+                with lock:
+                    if result.cell_id in reported:
+                        return
+                    reported.add(result.cell_id)
+                self._emit(CellDecided(result.cell_id, d, 0))
+
+        def host_ok(host: str) -> str | None:
+            check = getattr(loop, "host_problem", None)
+            return check(host) if callable(check) else None
+
+        sched = Scheduler(plan, slots, run_chunk, on_result=on_result,
+                          on_host=lambda h, s: self._emit(HostChanged(h, s)),
+                          host_ok=host_ok, stopper=stopper, max_per_host=self.options.max_per_host)
+        self._scheduler = sched
+        if self._stop.is_set():
+            sched.stop()
+        return sched.run()
+
+    def _reports(self, store: Store, run_id: str, run_dir: Path) -> Path | None:
+        try:
+            from harness.report import write_reports  # type: ignore[attr-defined]
+        except ImportError:
+            return None
+        path: Path = write_reports(store, run_id, run_dir)
+        return path
+
+
+def _seed_of(run_id: str) -> int:
+    import hashlib
+
+    return int.from_bytes(hashlib.blake2b(run_id.encode(), digest_size=4).digest(), "big")
+
+
+def guest_failures(counts: CellCounts) -> int:
+    return counts.vcpu_offline + counts.boot_failure
+
+
+__all__ = ["BootDone", "CellDecided", "Event", "HostChanged", "Outcome", "RunOptions",
+           "RunStarted", "RunSummary", "Runner"]
