@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import re
 
-_ANSI = re.compile(r"\x1b(?:\[[0-9;?<=>]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[()][0-9A-Za-z]|[@-_])")
+_ANSI = re.compile(
+    r"\x1b(?:\[[0-9;?<=>]*[ -/]*[@-~]"  # CSI: colours, cursor
+    r"|\][^\x07\x1b]*(?:\x07|\x1b\\)"  # OSC: window titles
+    r"|[()][0-9A-Za-z]|[@-_])"  # charset selection, two-byte escapes
+)
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _QUOTES = re.compile(r"^(?:[ \t]*>)+[ \t]?")
 _LEVELS = "emerg|alert|crit|err|warn|warning|notice|info|debug"
@@ -69,8 +73,8 @@ def clean(raw: str) -> tuple[str, float | None]:
     if "[" in msg:
         # console output interleaved with the kernel's: the message follows the last stamp
         last = None
-        for last in _STAMP.finditer(msg):
-            pass
+        for m in _STAMP.finditer(msg):
+            last = m
         if last is not None:
             uptime = _seconds(last.group(1))
             msg = msg[last.end():]
