@@ -1,0 +1,384 @@
+"""The libvirt backend, for any URI: ``qemu+ssh://root@node-1/system`` (lab hosts),
+``qemu:///system`` or ``qemu:///embed?root=DIR`` (this machine), ``test:///...`` (tests).
+
+The only module that imports ``libvirt`` / ``libvirt_qemu``. One connection per host,
+shared by that host's slot threads (libvirt connections are thread-safe). Every libvirt
+failure becomes a ``BackendError`` (an ``InfraError``): never a guest boot failure.
+
+Per-boot files (qcow2 overlay, NVRAM copy, and on remote hosts the console log) go to the
+host's ``storage_dir``: locally they are plain files (overlay made with ``qemu-img``), on
+remote hosts and the test driver they are storage volumes of a ``dir`` pool on that folder.
+Their paths are written into the domain's ``<metadata>`` so ``harness gc`` finds them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import threading
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from hashlib import sha1
+from pathlib import Path, PurePosixPath
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlparse
+
+import libvirt
+
+from harness.backend import domain_xml as dx
+from harness.backend.base import BootRequest, GuestNotReady
+from harness.errors import BackendError
+from harness.runinfo import controller_identity
+
+T = TypeVar("T")
+_event_lock = threading.Lock()
+_event_started = False
+
+
+def _silence(_ctx: object, _err: object) -> None:
+    """libvirt prints every error to stderr by default; ours are raised instead."""
+
+
+def ensure_event_loop() -> None:
+    """Register libvirt's default event loop and run it in a daemon thread, once per
+    process: ``qemu:///embed`` needs it, and remote connections use it for keepalive."""
+    global _event_started
+    with _event_lock:
+        if _event_started:
+            return
+        libvirt.registerErrorHandler(_silence, None)
+        libvirt.virEventRegisterDefaultImpl()
+
+        def run() -> None:
+            while True:
+                libvirt.virEventRunDefaultImpl()
+
+        threading.Thread(target=run, name="libvirt-events", daemon=True).start()
+        _event_started = True
+
+
+def _reason(exc: libvirt.libvirtError, default: str) -> str:
+    msg = str(exc).lower()
+    if "no space left" in msg or "disk quota" in msg:
+        return "disk_full"
+    if exc.get_error_domain() in (libvirt.VIR_FROM_RPC, libvirt.VIR_FROM_REMOTE) or \
+            exc.get_error_code() in (libvirt.VIR_ERR_NO_CONNECT, libvirt.VIR_ERR_SYSTEM_ERROR,
+                                     libvirt.VIR_ERR_RPC):
+        return "libvirt_unreachable"
+    return default
+
+
+class LibvirtBackend:
+    """``Backend`` for one libvirt URI."""
+
+    def __init__(self, uri: str, *, host_command: Callable[[str], str] | None = None) -> None:
+        self.uri = uri
+        parsed = urlparse(uri)
+        self.remote = bool(parsed.hostname)
+        self.is_test = parsed.scheme == "test"
+        self.embed_root = (parse_qs(parsed.query).get("root", [None])[0]
+                           if parsed.path == "/embed" else None)
+        self.host_command = host_command  # runs a fixed command on the host (host dmesg)
+        ensure_event_loop()
+        try:
+            self.conn = libvirt.open(uri)
+        except libvirt.libvirtError as exc:
+            raise BackendError(f"cannot connect to libvirt at {uri}: {exc}",
+                               reason="libvirt_unreachable") from exc
+        if self.remote:
+            with contextlib.suppress(libvirt.libvirtError):
+                self.conn.setKeepAlive(5, 3)
+        self._pool_lock = threading.Lock()
+
+    def _call(self, what: str, fn: Callable[[], T], reason: str = "libvirt") -> T:
+        try:
+            return fn()
+        except libvirt.libvirtError as exc:
+            raise BackendError(f"libvirt {self.uri}: {what}: {exc}",
+                               reason=_reason(exc, reason)) from exc
+
+    # -- Backend protocol --------------------------------------------------------------
+
+    def define(self, request: BootRequest) -> LibvirtDomain:
+        storage, _ = dx.storage_paths(request)
+        meta = {
+            **controller_identity(),
+            "run": request.run_id,
+            "cell": request.cell.id,
+            "index": str(request.boot_index),
+        }
+        spec = dx.domain_spec(request, metadata=meta,
+                              domain_type="test" if self.is_test else None)
+        files: list[str] = []
+        if isinstance(spec.boot, dx.UefiBoot):
+            files = [spec.boot.disk, spec.boot.nvram]
+        if self.remote:
+            files.append(spec.console_log)
+        spec = _with_files(spec, files)
+        if not self.remote and not self.is_test:
+            Path(spec.console_log).parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(spec.boot, dx.UefiBoot):
+            assert request.guest.boot is not None and request.guest.boot.image is not None
+            self._make_overlay(storage, spec.boot.disk, str(request.guest.boot.image))
+        xml = dx.to_xml(spec)
+        try:
+            dom = self._call(f"define {spec.name}", lambda: self.conn.defineXML(xml),
+                             "define_refused")
+        except BackendError:
+            self._remove_files(files)
+            raise
+        return LibvirtDomain(self, dom, spec, request)
+
+    def lookup(self, name: str) -> LibvirtDomain | None:
+        try:
+            dom = self.conn.lookupByName(name)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return None
+            raise BackendError(f"libvirt {self.uri}: lookup {name}: {exc}",
+                               reason=_reason(exc, "libvirt")) from exc
+        return LibvirtDomain(self, dom, None, None)
+
+    def list_domains(self, prefix: str = "hb-") -> list[str]:
+        doms = self._call("list domains", lambda: self.conn.listAllDomains(0))
+        return sorted(d.name() for d in doms if d.name().startswith(prefix))
+
+    def close(self) -> None:
+        with contextlib.suppress(libvirt.libvirtError):
+            self.conn.close()
+
+    # -- per-boot files ----------------------------------------------------------------
+
+    def _make_overlay(self, storage: PurePosixPath, overlay: str, backing: str) -> None:
+        if not self.remote and not self.is_test:
+            Path(storage).mkdir(parents=True, exist_ok=True)
+            proc = subprocess.run(
+                ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", backing,
+                 overlay], capture_output=True, text=True, check=False)
+            if proc.returncode != 0:
+                err = proc.stderr.strip()
+                raise BackendError(f"cannot create overlay {overlay} on {backing}: {err}",
+                                   reason="disk_full" if "No space" in err else "overlay")
+            return
+        pool = self._pool(storage)
+        vol = ET.Element("volume")
+        ET.SubElement(vol, "name").text = PurePosixPath(overlay).name
+        ET.SubElement(vol, "capacity").text = "0"
+        fmt = ET.SubElement(ET.SubElement(vol, "target"), "format")
+        fmt.set("type", "qcow2")
+        bs = ET.SubElement(vol, "backingStore")
+        ET.SubElement(bs, "path").text = backing
+        ET.SubElement(bs, "format").set("type", "qcow2")
+        xml = ET.tostring(vol, encoding="unicode")
+        self._call(f"create overlay {overlay}", lambda: pool.createXML(xml, 0), "overlay")
+
+    def _pool(self, storage: PurePosixPath) -> Any:
+        """A running ``dir`` pool on ``storage`` (an existing one, or a transient one)."""
+        with self._pool_lock:
+            for pool in self._call("list pools", lambda: self.conn.listAllStoragePools(0)):
+                try:
+                    root = ET.fromstring(pool.XMLDesc(0))
+                except (libvirt.libvirtError, ET.ParseError):
+                    continue
+                if root.findtext("target/path") == str(storage):
+                    try:
+                        if not pool.isActive():
+                            pool.create(0)
+                        pool.refresh(0)
+                    except libvirt.libvirtError as exc:
+                        raise BackendError(f"libvirt {self.uri}: storage pool on {storage}: "
+                                           f"{exc}", reason=_reason(exc, "storage")) from exc
+                    return pool
+            name = "hb-" + sha1(str(storage).encode()).hexdigest()[:10]
+            el = ET.Element("pool", {"type": "dir"})
+            ET.SubElement(el, "name").text = name
+            ET.SubElement(ET.SubElement(el, "target"), "path").text = str(storage)
+            xml = ET.tostring(el, encoding="unicode")
+            return self._call(f"create storage pool on {storage}", lambda: (
+                self.conn.storagePoolCreateXML(xml, libvirt.VIR_STORAGE_POOL_CREATE_WITH_BUILD)),
+                "storage")
+
+    def _remove_files(self, paths: list[str]) -> list[str]:
+        """Delete per-boot files; returns the ones removed. Missing files are fine."""
+        removed = []
+        for path in paths:
+            if not path:
+                continue
+            if not self.remote and not self.is_test:
+                try:
+                    os.unlink(path)
+                    removed.append(path)
+                except FileNotFoundError:
+                    pass
+                except OSError:
+                    continue
+                continue
+            try:
+                vol = self.conn.storageVolLookupByPath(path)
+                vol.delete(0)
+                removed.append(path)
+            except libvirt.libvirtError:
+                continue
+        return removed
+
+    def read_file(self, path: str) -> str:
+        """A text file that libvirt writes on the host (console log): directly when local,
+        as a storage volume download when remote; empty when it is not there (yet)."""
+        if not self.remote:
+            try:
+                return Path(path).read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                return ""
+        with contextlib.suppress(libvirt.libvirtError, AttributeError):
+            self.conn.storagePoolLookupByTargetPath(str(PurePosixPath(path).parent)).refresh(0)
+        try:
+            vol = self.conn.storageVolLookupByPath(path)
+            stream = self.conn.newStream(0)
+            chunks: list[bytes] = []
+            vol.download(stream, 0, 0, 0)
+            stream.recvAll(lambda _s, data, acc: acc.append(data), chunks)
+            stream.finish()
+        except libvirt.libvirtError:
+            return ""
+        return b"".join(chunks).decode("utf-8", "replace")
+
+    def qemu_log_path(self, name: str) -> str:
+        if self.embed_root:
+            return str(Path(self.embed_root) / "log" / "qemu" / f"{name}.log")
+        if urlparse(self.uri).path == "/session":
+            return str(Path.home() / ".cache/libvirt/qemu/log" / f"{name}.log")
+        return f"/var/log/libvirt/qemu/{name}.log"
+
+
+def _with_files(spec: dx.DomainSpec, files: list[str]) -> dx.DomainSpec:
+    from dataclasses import replace
+
+    meta = dict(spec.metadata)
+    meta["files"] = "\n".join(files)
+    return replace(spec, metadata=tuple(sorted(meta.items())))
+
+
+class LibvirtDomain:
+    """``Domain`` for one libvirt domain. Built by ``define`` (knows its spec) or by
+    ``lookup`` (knows only what the domain's XML says: enough for gc)."""
+
+    def __init__(self, backend: LibvirtBackend, dom: Any, spec: dx.DomainSpec | None,
+                 request: BootRequest | None) -> None:
+        self.backend = backend
+        self.dom = dom
+        self.name: str = dom.name()
+        self.spec = spec
+        self.request = request
+
+    def _call(self, what: str, fn: Callable[[], T], reason: str = "libvirt") -> T:
+        return self.backend._call(f"{what} {self.name}", fn, reason)
+
+    def start(self, paused: bool = False) -> None:
+        flags = libvirt.VIR_DOMAIN_START_PAUSED if paused else 0
+        self._call("start", lambda: self.dom.createWithFlags(flags), "start_refused")
+
+    def resume(self) -> None:
+        self._call("resume", lambda: self.dom.resume())
+
+    def destroy(self) -> None:
+        try:
+            if self.dom.isActive():
+                self.dom.destroy()
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() in (libvirt.VIR_ERR_NO_DOMAIN,
+                                        libvirt.VIR_ERR_OPERATION_INVALID):
+                return
+            raise BackendError(f"libvirt {self.backend.uri}: destroy {self.name}: {exc}",
+                               reason=_reason(exc, "libvirt")) from exc
+
+    def reset(self) -> None:
+        self._call("reset", lambda: self.dom.reset(0))
+
+    def reboot(self) -> None:
+        self._call("reboot", lambda: self.dom.reboot(0))
+
+    def metadata(self) -> dict[str, str]:
+        try:
+            return dx.read_metadata(self.dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+        except libvirt.libvirtError:
+            return {}
+
+    def undefine(self) -> None:
+        files = self.metadata().get("files", "").split("\n")
+        self.destroy()
+        try:
+            try:
+                self.dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                    raise
+                self.dom.undefine()
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                raise BackendError(f"libvirt {self.backend.uri}: undefine {self.name}: {exc}",
+                                   reason=_reason(exc, "libvirt")) from exc
+        self.backend._remove_files([f for f in files if f])
+
+    def is_active(self) -> bool:
+        try:
+            return bool(self.dom.isActive())
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return False
+            raise BackendError(f"libvirt {self.backend.uri}: state of {self.name}: {exc}",
+                               reason=_reason(exc, "libvirt")) from exc
+
+    def console_path(self) -> str | None:
+        if self.spec is not None:
+            return self.spec.console_log
+        try:
+            return dx.serial_log_path(self.dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+        except libvirt.libvirtError:
+            return None
+
+    def console_text(self) -> str:
+        path = self.console_path()
+        return self.backend.read_file(path) if path else ""
+
+    def evidence(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        if not self.backend.remote and not self.backend.is_test:
+            with contextlib.suppress(OSError):
+                out["qemu_log"] = Path(self.backend.qemu_log_path(self.name)).read_text(
+                    encoding="utf-8", errors="replace")
+        if self.backend.host_command is not None:
+            from harness.collect.commands import HOST_DMESG
+
+            try:
+                out["host_dmesg"] = self.backend.host_command(HOST_DMESG)
+            except Exception as exc:  # evidence is best effort; the boot is recorded anyway
+                out["host_dmesg_error"] = str(exc)
+        return out
+
+    def ssh_endpoint(self) -> tuple[str, int]:
+        spec = self.spec
+        if spec is not None and isinstance(spec.network, dx.UserNet):
+            return spec.network.host, spec.network.port
+        port = self.request.guest.ssh.port if self.request is not None else 22
+        for source in (libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE,
+                       libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_ARP):
+            try:
+                ifaces = self.dom.interfaceAddresses(source, 0)
+            except libvirt.libvirtError:
+                continue
+            for iface in (ifaces or {}).values():
+                for addr in iface.get("addrs") or []:
+                    if addr.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV4:
+                        return str(addr["addr"]), port
+        raise GuestNotReady(f"{self.name}: no IPv4 address known yet")
+
+    def vcpu_threads(self) -> dict[int, int]:
+        """vCPU index -> host thread id (QMP ``query-cpus-fast``), e.g. to freeze one."""
+        import libvirt_qemu
+
+        cmd = json.dumps({"execute": "query-cpus-fast"})
+        raw = self._call("query-cpus-fast",
+                         lambda: libvirt_qemu.qemuMonitorCommand(self.dom, cmd, 0))
+        return {int(c["cpu-index"]): int(c["thread-id"]) for c in json.loads(raw)["return"]}

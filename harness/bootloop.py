@@ -1,0 +1,523 @@
+"""The boot loop: boots of one cell, one after another, on one host slot.
+
+One boot: define -> start (paused when fault hooks are present: ``before_resume`` then
+resume) -> wait until SSH accepts the login, watching the console meanwhile so a panic
+fails the boot at once -> collect (fixed commands) -> stop per the reboot mode -> write
+the artifacts -> classify -> record to the sink -> yield the ``BootResult``.
+
+Reboot modes: ``cold`` defines a new domain per boot (fresh overlay and NVRAM); ``warm``
+(``reboot`` in the guest) and ``reset`` (libvirt reset) reuse one domain for the whole
+chunk. Every domain defined here is undefined again, also on exceptions and Ctrl-C.
+
+Infrastructure errors are retried inside ``run_chunk`` with exponential backoff (the
+same boot index, ``attempt`` counts up) and are never counted as guest failures. A host
+with too many infrastructure errors in a row is set aside (``host_failed``) and
+``run_chunk`` returns early on it; the scheduler then stops giving it work.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, Protocol
+
+from harness.backend.base import Backend, BootRequest, Connector, Domain, GuestChannel
+from harness.backend.base import GuestNotReady as GuestNotReady
+from harness.classify.result import Classification
+from harness.collect import commands
+from harness.collect.commands import CommandTimeout
+from harness.collect.console import watch
+from harness.errors import CollectError, InfraError
+from harness.inventory import Lab
+from harness.model import BootResult, Cell, RebootMode, safe_name
+from harness.outcome import build_result, decide
+from harness.sink import ResultSink
+
+Classifier = Callable[..., Classification]
+
+
+class BootHook(Protocol):
+    """Acts on a domain around its start, e.g. the local lab's vCPU stall injector.
+
+    When any hook is present the domain is started paused; ``before_resume`` runs, then
+    the domain is resumed. Whatever dict it returns is kept in ``BootResult.extra``
+    under ``hook``. ``after_stop`` runs once the boot is over (domain stopped)."""
+
+    def before_resume(self, domain: Domain, request: BootRequest) -> dict[str, Any] | None: ...
+
+    def after_stop(self, domain: Domain, request: BootRequest) -> None: ...
+
+
+class HostHealth:
+    """Consecutive infrastructure errors per host; at ``limit`` the host is set aside."""
+
+    def __init__(self, limit: int = 5) -> None:
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._streak: dict[str, int] = {}
+        self._failed: dict[str, str] = {}
+
+    def ok(self, host: str) -> None:
+        with self._lock:
+            self._streak[host] = 0
+
+    def infra(self, host: str, reason: str) -> bool:
+        """Count one error; True when this one set the host aside."""
+        with self._lock:
+            n = self._streak.get(host, 0) + 1
+            self._streak[host] = n
+            if n >= self.limit and host not in self._failed:
+                self._failed[host] = f"{n} infrastructure errors in a row, last: {reason}"
+                return True
+            return False
+
+    def failed(self, host: str) -> bool:
+        with self._lock:
+            return host in self._failed
+
+    def why(self, host: str) -> str | None:
+        with self._lock:
+            return self._failed.get(host)
+
+    def set_aside(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self._failed)
+
+
+class _Stopped(Exception):
+    """Stop was requested (Ctrl-C, SIGTERM): abandon the boot in progress."""
+
+
+class _GuestFailed(Exception):
+    """The guest never became usable (the loop's reason)."""
+
+
+@dataclass
+class _Boot:
+    """What one boot attempt saw (mutable while it runs)."""
+
+    index: int
+    attempt: int
+    request: BootRequest | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    collected: dict[str, str] = field(default_factory=dict)
+    console: str = ""
+    evidence: dict[str, str] = field(default_factory=dict)
+    hook: dict[str, Any] = field(default_factory=dict)
+    infra: str | None = None
+    infra_retryable: bool = True
+    failure: str | None = None
+    earlier: list[str] = field(default_factory=list)
+    hooks: list[BootHook] = field(default_factory=list)
+
+
+_port_lock = threading.Lock()
+_ports_in_use: set[int] = set()
+
+
+def free_local_port() -> int:
+    """A free TCP port on 127.0.0.1, not handed out before in this process."""
+    with _port_lock:
+        for _ in range(100):
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = int(s.getsockname()[1])
+            if port not in _ports_in_use:
+                _ports_in_use.add(port)
+                return port
+    raise InfraError("no free local TCP port for the SSH forward", reason="no_port")
+
+
+def release_local_port(port: int) -> None:
+    with _port_lock:
+        _ports_in_use.discard(port)
+
+
+def domain_name(run_id: str, cell: Cell, index: int) -> str:
+    return f"hb-{safe_name(run_id)}-{cell.safe_id}-{index}"
+
+
+class BootLoop:
+    def __init__(
+        self,
+        backend_for: Callable[[str], Backend],
+        connector_for: Callable[[str, str], Connector],
+        sink: ResultSink,
+        lab: Lab,
+        workdir: Path,
+        run_id: str,
+        hooks_for: Callable[[BootRequest], list[BootHook]] | None = None,
+        classify: Classifier | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] | None = None,
+        *,
+        health: HostHealth | None = None,
+        max_attempts: int = 3,
+        backoff_s: float = 2.0,
+        backoff_max_s: float = 60.0,
+        poll_s: float = 1.0,
+        ssh_port_for: Callable[[str], int | None] | None = None,
+        monotonic: Callable[[], float] | None = None,
+    ) -> None:
+        self.backend_for = backend_for
+        self.connector_for = connector_for
+        self.sink = sink
+        self.lab = lab
+        self.workdir = Path(workdir)
+        self.run_id = run_id
+        self.hooks_for = hooks_for
+        self._classify = classify
+        self.clock = clock
+        # deadlines: a monotonic clock, or the injected clock when one is given
+        self.monotonic = monotonic or (time.monotonic if clock is time.time else clock)
+        self._stop = threading.Event()
+        self._sleep = sleep
+        self.health = health or HostHealth()
+        self.max_attempts = max_attempts
+        self.backoff_s = backoff_s
+        self.backoff_max_s = backoff_max_s
+        self.poll_s = poll_s
+        self.ssh_port_for = ssh_port_for or self._default_port
+
+    # -- control -----------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Stop at the next check: the boot in progress is abandoned (not recorded), its
+        domain destroyed and undefined; results already recorded stay."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def host_failed(self, host: str) -> bool:
+        return self.health.failed(host)
+
+    def sleep(self, seconds: float) -> None:
+        if self._sleep is not None:
+            self._sleep(seconds)
+            if self._stop.is_set():
+                raise _Stopped
+        elif self._stop.wait(seconds):
+            raise _Stopped
+
+    def classify(self, text: str, expected: int, online: str | None = None) -> Classification:
+        if self._classify is not None:
+            return self._classify(text, expected_cpus=expected, online=online)
+        from harness.classify import classify
+
+        return classify(text, expected_cpus=expected, online=online)
+
+    def _default_port(self, host_name: str) -> int | None:
+        return free_local_port() if self.lab.host(host_name).network.type == "user" else None
+
+    def request(self, cell: Cell, index: int, *, name_index: int | None = None,
+                ssh_port: int | None = None) -> BootRequest:
+        """The request for boot ``index``; the domain is named after ``name_index``
+        (the chunk's first boot when one domain is reused) and keeps its SSH port."""
+        boot_dir = self.workdir / cell.safe_id / str(index)
+        return BootRequest(
+            run_id=self.run_id, cell=cell, host_name=cell.host, host=self.lab.host(cell.host),
+            guest_name=cell.guest, guest=self.lab.guest(cell.guest),
+            domain_name=domain_name(self.run_id, cell, index if name_index is None
+                                    else name_index),
+            boot_index=index, workdir=boot_dir,
+            ssh_port=ssh_port if ssh_port is not None else self.ssh_port_for(cell.host))
+
+    # -- the chunk ---------------------------------------------------------------------
+
+    def run_chunk(self, cell: Cell, indices: Sequence[int]) -> Iterator[BootResult]:
+        """Boot ``indices`` of ``cell`` one after another; record and yield each result.
+        Returns early when a stop is requested or the host is set aside."""
+        if cell.reboot is RebootMode.COLD:
+            yield from self._cold_chunk(cell, indices)
+        else:
+            yield from self._reuse_chunk(cell, indices)
+
+    def _retrying(self, cell: Cell, index: int,
+                  one: Callable[[int], _Boot]) -> _Boot | None:
+        earlier: list[str] = []
+        attempt = 1
+        while True:
+            if self._stop.is_set() or self.health.failed(cell.host):
+                return None
+            try:
+                boot = one(attempt)
+            except _Stopped:
+                return None
+            boot.earlier = earlier
+            if boot.infra is None:
+                self.health.ok(cell.host)
+                return boot
+            self.health.infra(cell.host, boot.infra)
+            if (not boot.infra_retryable or attempt >= self.max_attempts
+                    or self.health.failed(cell.host)):
+                return boot
+            earlier.append(boot.infra)
+            try:
+                self.sleep(min(self.backoff_max_s, self.backoff_s * 2 ** (attempt - 1)))
+            except _Stopped:
+                return None
+            attempt += 1
+
+    def _cold_chunk(self, cell: Cell, indices: Sequence[int]) -> Iterator[BootResult]:
+        for index in indices:
+            boot = self._retrying(cell, index, partial(self._cold_boot, cell, index))
+            if boot is None:
+                return
+            yield self._finish(cell, boot)
+
+    def _cold_boot(self, cell: Cell, index: int, attempt: int) -> _Boot:
+        boot = _Boot(index, attempt)
+        dom: Domain | None = None
+        try:
+            backend = self.backend_for(cell.host)
+            boot.request = req = self.request(cell, index)
+            req.workdir.mkdir(parents=True, exist_ok=True)
+            boot.timings["define"] = self.clock()
+            dom = backend.define(req)
+            self._start(dom, req, boot)
+            chan = self._wait_ready(dom, cell, boot, console_from=0)
+            self._collect(chan, cell, boot, dom, 0)
+            chan.close()
+        except _GuestFailed as exc:
+            boot.failure = str(exc)
+        except InfraError as exc:
+            boot.infra = f"{exc.reason}: {exc}"
+            boot.infra_retryable = exc.retryable
+        finally:
+            if dom is not None:
+                self._gather(dom, boot, 0)
+                self._teardown(dom, boot, undefine=True)
+        return boot
+
+    def _reuse_chunk(self, cell: Cell, indices: Sequence[int]) -> Iterator[BootResult]:
+        state: dict[str, Any] = {"dom": None, "chan": None, "offset": 0, "first": None,
+                                 "port": None}
+        try:
+            for index in indices:
+                boot = self._retrying(cell, index, partial(self._reuse_boot, cell, index,
+                                                           state=state))
+                if boot is None:
+                    return
+                yield self._finish(cell, boot)
+        finally:
+            if state["chan"] is not None:
+                state["chan"].close()
+            if state["dom"] is not None:
+                self._teardown(state["dom"], _Boot(-1, 0, request=state.get("req"),
+                                                   hooks=state.get("hooks", [])),
+                               undefine=True)
+
+    def _reuse_boot(self, cell: Cell, index: int, attempt: int, *,
+                    state: dict[str, Any]) -> _Boot:
+        boot = _Boot(index, attempt)
+        dom: Domain | None = state["dom"]
+        try:
+            if dom is None:
+                state["first"] = index
+                state["port"] = self.ssh_port_for(cell.host)
+            boot.request = req = self.request(cell, index, name_index=state["first"],
+                                              ssh_port=state["port"])
+            req.workdir.mkdir(parents=True, exist_ok=True)
+            if dom is None:
+                boot.timings["define"] = self.clock()
+                dom = state["dom"] = self.backend_for(cell.host).define(req)
+                state["req"] = req
+                self._start(dom, req, boot)
+                state["hooks"] = boot.hooks
+                state["offset"] = 0
+            else:
+                boot.hooks = state.get("hooks", [])
+                state["offset"] = len(dom.console_text())
+                self._reboot(dom, cell, state.pop("chan"), boot)
+                state["chan"] = None
+            chan = self._wait_ready(dom, cell, boot, console_from=state["offset"])
+            state["chan"] = chan
+            self._collect(chan, cell, boot, dom, state["offset"])
+        except _GuestFailed as exc:
+            boot.failure = str(exc)
+        except InfraError as exc:
+            boot.infra = f"{exc.reason}: {exc}"
+            boot.infra_retryable = exc.retryable
+        finally:
+            if dom is not None:
+                self._gather(dom, boot, state["offset"])
+                if boot.failure or boot.infra or self._stop.is_set():
+                    # a domain in an unknown state is not reused: the next boot starts fresh
+                    if state["chan"] is not None:
+                        state["chan"].close()
+                    state["chan"] = None
+                    state["dom"] = None
+                    self._teardown(dom, boot, undefine=True)
+        return boot
+
+    # -- steps -------------------------------------------------------------------------
+
+    def _start(self, dom: Domain, req: BootRequest, boot: _Boot) -> None:
+        boot.hooks = hooks = self.hooks_for(req) if self.hooks_for is not None else []
+        boot.timings["start"] = self.clock()
+        dom.start(paused=bool(hooks))
+        if hooks:
+            for h in hooks:
+                extra = h.before_resume(dom, req)
+                if extra:
+                    boot.hook.update(extra)
+            dom.resume()
+            boot.timings["resume"] = self.clock()
+        self._check_stop()
+
+    def _reboot(self, dom: Domain, cell: Cell, chan: GuestChannel | None, boot: _Boot) -> None:
+        boot.timings["start"] = self.clock()
+        if cell.reboot is RebootMode.RESET:
+            dom.reset()
+        elif chan is not None:
+            try:
+                chan.run(commands.REBOOT, cell.timeouts.command)
+            except CollectError:
+                dom.reboot()
+        else:
+            dom.reboot()
+        if chan is not None:
+            chan.close()
+        # let the old sshd go away before polling, so we do not log in to the old boot
+        self.sleep(min(self.poll_s * 2, cell.timeouts.boot))
+
+    def _check_stop(self) -> None:
+        if self._stop.is_set():
+            raise _Stopped
+
+    def _wait_ready(self, dom: Domain, cell: Cell, boot: _Boot,
+                    console_from: int) -> GuestChannel:
+        connector = self.connector_for(cell.host, cell.guest)
+        deadline = self.monotonic() + cell.timeouts.boot
+        while True:
+            self._check_stop()
+            state = watch(dom.console_text()[console_from:])
+            if state.lines and "first_console" not in boot.timings:
+                boot.timings["first_console"] = self.clock()
+            if state.kernel_started and "kernel_started" not in boot.timings:
+                boot.timings["kernel_started"] = self.clock()
+            if state.failed:
+                raise _GuestFailed(state.failed)
+            if not dom.is_active():
+                raise _GuestFailed("the domain stopped before SSH came up")
+            remaining = deadline - self.monotonic()
+            if remaining <= 0:
+                raise _GuestFailed(f"no SSH within {cell.timeouts.boot:g}s")
+            try:
+                chan = connector.connect(dom, min(cell.timeouts.ssh, remaining))
+            except GuestNotReady:
+                remaining = deadline - self.monotonic()
+                if remaining > 0:
+                    self.sleep(min(self.poll_s, remaining))
+                continue
+            boot.timings["ssh_up"] = self.clock()
+            return chan
+
+    def _collect(self, chan: GuestChannel, cell: Cell, boot: _Boot, dom: Domain,
+                 console_from: int) -> None:
+        for name, cmd in commands.GUEST_COLLECT:
+            self._check_stop()
+            try:
+                res = chan.run(cmd, cell.timeouts.command)
+            except CommandTimeout as exc:
+                raise _GuestFailed(f"the guest stopped answering: {exc}") from exc
+            except CollectError as exc:
+                if watch(dom.console_text()[console_from:]).failed:
+                    raise _GuestFailed(f"SSH session lost: {exc}") from exc
+                raise InfraError(f"SSH session lost during collection: {exc}",
+                                 reason="ssh_lost") from exc
+            boot.collected[name] = res.stdout
+        boot.timings["collected"] = self.clock()
+
+    def _gather(self, dom: Domain, boot: _Boot, console_from: int) -> None:
+        """Console and host-side evidence; best effort (the boot is recorded anyway)."""
+        try:
+            boot.console = dom.console_text()[console_from:]
+        except InfraError as exc:
+            boot.evidence["console_error"] = str(exc)
+        try:
+            boot.evidence.update(dom.evidence())
+        except InfraError as exc:
+            boot.evidence["evidence_error"] = str(exc)
+
+    def _teardown(self, dom: Domain, boot: _Boot, *, undefine: bool) -> None:
+        try:
+            dom.destroy()
+        except InfraError as exc:
+            boot.evidence["destroy_error"] = str(exc)
+        boot.timings["stopped"] = self.clock()
+        if boot.request is not None:
+            for h in boot.hooks:
+                try:
+                    h.after_stop(dom, boot.request)
+                except Exception as exc:  # a hook failing must not leak the domain
+                    boot.evidence["hook_error"] = repr(exc)
+        if undefine:
+            try:
+                dom.undefine()
+            except InfraError as exc:
+                boot.evidence["undefine_error"] = str(exc)
+            if boot.request is not None and boot.request.ssh_port is not None:
+                release_local_port(boot.request.ssh_port)
+
+    # -- result ------------------------------------------------------------------------
+
+    def _finish(self, cell: Cell, boot: _Boot) -> BootResult:
+        artifacts = write_artifacts(self.workdir, cell, boot.index, boot.collected,
+                                    boot.console, boot.evidence)
+        # dmesg when we logged in; else the console (a panic, a stuck bring-up...)
+        text = boot.collected.get("dmesg") or boot.console
+        online = boot.collected.get("online")
+        cls = self.classify(text, cell.vcpus, online) if text else None
+        decision = decide(expected_vcpus=cell.vcpus, infra=boot.infra, failure=boot.failure,
+                          classification=cls, online=boot.collected.get("online"),
+                          present=boot.collected.get("present"))
+        result = build_result(self.run_id, cell, boot.index, boot.attempt, decision, cls,
+                              boot.timings, artifacts, boot.collected, boot.hook,
+                              boot.earlier, boot.request.domain_name if boot.request else "")
+        (self.workdir / cell.safe_id / str(boot.index) / "meta.json").write_text(
+            json.dumps(_meta(result, boot), indent=2, default=str, sort_keys=True) + "\n",
+            encoding="utf-8")
+        self.sink.record(result)
+        return result
+
+
+def _meta(result: BootResult, boot: _Boot) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    d = asdict(result)
+    d["evidence_names"] = sorted(boot.evidence)
+    d["errors"] = {k: v for k, v in boot.evidence.items() if k.endswith("_error")}
+    return d
+
+
+ARTIFACT_FILES = {"dmesg": "dmesg.txt", "console": "console.log", "qemu_log": "qemu.log",
+                  "host_dmesg": "host-dmesg.txt"}
+
+
+def write_artifacts(workdir: Path, cell: Cell, index: int, collected: dict[str, str],
+                    console: str, evidence: dict[str, str]) -> dict[str, str]:
+    """Write a boot's texts under ``workdir/<cell>/<index>/``; name -> relative path.
+    dmesg.txt, console.log and qemu.log are always written (empty when nothing came)."""
+    rel = Path(cell.safe_id) / str(index)
+    folder = workdir / rel
+    folder.mkdir(parents=True, exist_ok=True)
+    texts = {"dmesg": collected.get("dmesg", ""), "console": console,
+             "qemu_log": evidence.get("qemu_log", "")}
+    if "host_dmesg" in evidence:
+        texts["host_dmesg"] = evidence["host_dmesg"]
+    out = {}
+    for name, text in texts.items():
+        fname = ARTIFACT_FILES[name]
+        (folder / fname).write_text(text, encoding="utf-8")
+        out[name] = str(rel / fname)
+    out["meta"] = str(rel / "meta.json")
+    return out

@@ -1,0 +1,34 @@
+"""The commands run in guests and on hosts: constants, never built from user strings."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from harness.errors import CollectError
+
+DMESG: Final = "dmesg"
+CPU_ONLINE: Final = "cat /sys/devices/system/cpu/online"
+CPU_PRESENT: Final = "cat /sys/devices/system/cpu/present"
+UNAME_R: Final = "uname -r"
+NPROC: Final = "nproc"
+# warm reboot: detach so the SSH command returns before the connection drops
+REBOOT: Final = "nohup sh -c 'sleep 1; reboot' >/dev/null 2>&1 &"
+HOST_DMESG: Final = "dmesg"
+
+# what is collected after every successful login, name -> command (in this order)
+GUEST_COLLECT: Final[tuple[tuple[str, str], ...]] = (
+    ("online", CPU_ONLINE),
+    ("present", CPU_PRESENT),
+    ("uname_r", UNAME_R),
+    ("nproc", NPROC),
+    ("dmesg", DMESG),
+)
+
+
+class CommandTimeout(CollectError):
+    """A remote command did not finish within its timeout (the guest stopped answering)."""
+
+    def __init__(self, command: str, timeout: float) -> None:
+        self.command = command
+        self.timeout = timeout
+        super().__init__(f"command {command!r} did not finish within {timeout:g}s")

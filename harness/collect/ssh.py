@@ -1,0 +1,194 @@
+"""SSH to guests (and hosts) with paramiko: the only module that imports it.
+
+Errors are mapped so the boot loop can tell a guest that is not up yet from a lab problem:
+
+- connection refused, timed out, reset, no SSH banner  -> ``GuestNotReady`` (keep polling)
+- the server answers but refuses the login             -> ``InfraError(reason="ssh_auth")``
+- an unknown or changed host key                       -> ``InfraError(reason="ssh_host_key")``
+- a command that gives no exit status in time           -> ``CommandTimeout``
+
+Host keys: the lab's known_hosts file; keys of unknown hosts are refused unless the lab
+says ``ssh: {accept_new_host_keys: true}`` (guests that make new keys at every boot), in
+which case they are accepted for that session and not written back. Never silent auto-add.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import paramiko
+
+from harness.backend.base import CommandResult, Domain, GuestNotReady
+from harness.collect.commands import CommandTimeout
+from harness.errors import CollectError, InfraError
+
+__all__ = ["CommandTimeout", "SSHChannel", "SSHConfig", "SSHConnector", "open_session"]
+
+READ_CHUNK = 1 << 16
+POLL_S = 0.02
+
+
+class _RejectUnknown(paramiko.MissingHostKeyPolicy):
+    def __init__(self, known_hosts: Path) -> None:
+        self.known_hosts = known_hosts
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str,
+                         key: paramiko.PKey) -> None:
+        raise InfraError(
+            f"SSH host key of {hostname} ({key.get_name()} {key.fingerprint}) is not in "
+            f"{self.known_hosts}; add it there, or set 'ssh: {{accept_new_host_keys: true}}' "
+            "in the lab file for guests that make new keys at each boot",
+            reason="ssh_host_key", retryable=False)
+
+
+class _AcceptForSession(paramiko.MissingHostKeyPolicy):
+    """Accept a key not in known_hosts for this session only (explicit lab setting)."""
+
+    def __init__(self) -> None:
+        self.accepted: list[str] = []
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str,
+                         key: paramiko.PKey) -> None:
+        self.accepted.append(f"{hostname} {key.get_name()} {key.fingerprint}")
+
+
+@dataclass(frozen=True)
+class SSHConfig:
+    user: str = "root"
+    key: Path | None = None
+    known_hosts: Path | None = None
+    accept_new_host_keys: bool = False
+    port: int | None = None  # overrides the domain's endpoint port (bridged guests: 22)
+
+
+class SSHChannel:
+    """A logged-in session; ``run`` executes one fixed command with a timeout."""
+
+    def __init__(self, client: paramiko.SSHClient, accepted_keys: list[str]) -> None:
+        self.client = client
+        self.accepted_keys = accepted_keys
+        self._lock = threading.Lock()
+
+    def run(self, command: str, timeout: float) -> CommandResult:
+        with self._lock:
+            transport = self.client.get_transport()
+            if transport is None or not transport.is_active():
+                raise CollectError(f"SSH session closed before {command!r}")
+            try:
+                chan = transport.open_session(timeout=timeout)
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                raise CollectError(f"SSH session failed before {command!r}: {exc}") from exc
+            try:
+                return _drain(chan, command, timeout)
+            finally:
+                chan.close()
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _drain(chan: paramiko.Channel, command: str, timeout: float) -> CommandResult:
+    deadline = time.monotonic() + timeout
+    chan.exec_command(command)
+    out: list[bytes] = []
+    err: list[bytes] = []
+    while True:
+        busy = False
+        if chan.recv_ready():
+            out.append(chan.recv(READ_CHUNK))
+            busy = True
+        if chan.recv_stderr_ready():
+            err.append(chan.recv_stderr(READ_CHUNK))
+            busy = True
+        if (not busy and chan.exit_status_ready() and not chan.recv_ready()
+                and not chan.recv_stderr_ready()):
+            break
+        if chan.closed and not busy and not chan.recv_ready():
+            break
+        if time.monotonic() > deadline:
+            raise CommandTimeout(command, timeout)
+        if not busy:
+            chan.status_event.wait(POLL_S)
+    status = chan.recv_exit_status() if chan.exit_status_ready() else -1
+    return CommandResult(status, b"".join(out).decode("utf-8", "replace"),
+                         b"".join(err).decode("utf-8", "replace"))
+
+
+def open_session(host: str, port: int, cfg: SSHConfig, timeout: float) -> SSHChannel:
+    """One login attempt (see the module doc for the error mapping)."""
+    client = paramiko.SSHClient()
+    if cfg.known_hosts is not None and cfg.known_hosts.exists():
+        try:
+            client.load_host_keys(str(cfg.known_hosts))
+        except (OSError, paramiko.SSHException) as exc:
+            raise InfraError(f"cannot read known_hosts {cfg.known_hosts}: {exc}",
+                             reason="ssh_host_key", retryable=False) from exc
+    accept = _AcceptForSession()
+    policy: paramiko.MissingHostKeyPolicy = (
+        accept if cfg.accept_new_host_keys
+        else _RejectUnknown(cfg.known_hosts or Path("known_hosts")))
+    client.set_missing_host_key_policy(policy)
+    try:
+        client.connect(
+            host, port=port, username=cfg.user,
+            key_filename=str(cfg.key) if cfg.key else None,
+            look_for_keys=cfg.key is None, allow_agent=False,
+            timeout=timeout, banner_timeout=timeout, auth_timeout=timeout,
+        )
+    except paramiko.AuthenticationException as exc:
+        client.close()
+        raise InfraError(f"SSH login as {cfg.user!r} refused by {host}:{port}: {exc}",
+                         reason="ssh_auth") from exc
+    except paramiko.BadHostKeyException as exc:
+        client.close()
+        raise InfraError(f"SSH host key of {host}:{port} changed ({exc}); "
+                         f"fix {cfg.known_hosts}", reason="ssh_host_key",
+                         retryable=False) from exc
+    except InfraError:
+        client.close()
+        raise
+    except (TimeoutError, paramiko.SSHException, OSError, EOFError) as exc:
+        # refused, timed out, reset, "Error reading SSH protocol banner", key exchange cut
+        client.close()
+        raise GuestNotReady(f"{host}:{port}: {exc or type(exc).__name__}") from exc
+    return SSHChannel(client, accept.accepted)
+
+
+class SSHConnector:
+    """The ``Connector`` for real guests: logs in to ``domain.ssh_endpoint()``."""
+
+    def __init__(self, cfg: SSHConfig) -> None:
+        self.cfg = cfg
+
+    def connect(self, domain: Domain, timeout: float) -> SSHChannel:
+        host, port = domain.ssh_endpoint()
+        return open_session(host, self.cfg.port or port, self.cfg, timeout)
+
+
+def run_on_host(host: str, cfg: SSHConfig, command: str, timeout: float) -> CommandResult:
+    """One fixed command on a lab host (host dmesg); the caller handles errors."""
+    chan = open_session(host, cfg.port or 22, cfg, timeout)
+    try:
+        return chan.run(command, timeout)
+    finally:
+        chan.close()
+
+
+def lab_connector_factory(lab: object) -> Callable[[str, str], SSHConnector]:
+    """``connector_for(host_name, guest_name)`` for a ``harness.inventory.Lab``."""
+    from harness.inventory import Lab
+
+    assert isinstance(lab, Lab)
+
+    def connector_for(host_name: str, guest_name: str) -> SSHConnector:
+        guest = lab.guest(guest_name)
+        return SSHConnector(SSHConfig(
+            user=guest.ssh.user, key=guest.ssh.key, known_hosts=lab.known_hosts,
+            accept_new_host_keys=lab.spec.ssh.accept_new_host_keys,
+        ))
+
+    return connector_for
