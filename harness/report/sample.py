@@ -9,14 +9,17 @@ placeholders with fixed p-values, clearly labelled, for rendering only.
 from __future__ import annotations
 
 import random
+from pathlib import Path
+from typing import Any
 
 from scipy.stats import binomtest
 
+from harness.model import BootResult, Cell, Expectation, Finding, Outcome, Signature
+from harness.report.build import latency_histogram
 from harness.report.view import (
     BootView,
     CellView,
     Comparison,
-    Histogram,
     Judgement,
     Rate,
     RunView,
@@ -136,7 +139,7 @@ def sample_view(hosts: int = 3, guests: tuple[str, ...] = GUESTS,
         finished="2026-11-25T04:10:00Z", cells=tuple(cells),
         axes=("host", "guest", "vcpus", *(("memory_mib",) if extra else ())),
         host_attr_names=("numa_patch", "cpu"), comparisons=comparisons,
-        latency=_histogram(latencies),
+        latency=latency_histogram(latencies),
         config=(("matrix file", "matrices/ft2500.yaml"), ("lab", "lab/ft2500.yaml"),
                 ("boots per cell", boots), ("expect", {"vcpu_offline": 0.1,
                                                        "boot_failure": 0.1})),
@@ -166,12 +169,111 @@ def _placeholder_comparisons(cells: list[CellView]) -> tuple[Comparison, ...]:
     return tuple(out)
 
 
-def _histogram(values: list[float], bins: int = 30) -> Histogram | None:
-    if not values:
-        return None
-    import numpy as np
 
-    arr = np.asarray(values)
-    counts, edges = np.histogram(arr, bins=bins)
-    return Histogram(tuple(float(e) for e in edges), tuple(int(c) for c in counts), len(values),
-                     float(np.median(arr)), float(np.percentile(arr, 95)), float(arr.max()))
+# --- a synthetic run recorded in a real store (tests, benchmarks) -----------------------
+
+_DMESG_HEAD = (
+    "[    0.000000] Booting Linux on physical CPU 0x0000000000 [0x701f6622]",
+    "[    0.000000] Linux version 4.19.90-es11 (builder@build) #1 SMP",
+    "[    0.000000] psci: PSCIv1.1 detected in firmware.",
+    "[    0.020000] smp: Bringing up secondary CPUs ...",
+)
+
+
+def _dmesg(vcpus: int, offline: int | None) -> tuple[list[str], list[tuple[str, int, int]]]:
+    """A guest dmesg; ``offline`` is the CPU that fails. Returns the lines and the
+    findings (kind, 1-based line, cpu)."""
+    lines = list(_DMESG_HEAD)
+    finds = []
+    t = 0.03
+    for cpu in range(1, vcpus):
+        if cpu == offline:
+            t += 5.0
+            lines.append(f"[{t:12.6f}] CPU{cpu}: failed to come online")
+            finds.append(("cpu_failed_online", len(lines), cpu))
+            lines.append(f"[{t:12.6f}] CPU{cpu}: failed in unknown state : 0x0")
+            continue
+        t += 0.01
+        lines.append(f"[{t:12.6f}] CPU{cpu}: Booted secondary processor 0x00000{cpu:05x} "
+                     "[0x701f6622]")
+    up = vcpus - (1 if offline else 0)
+    lines.append(f"[{t:12.6f}] smp: Brought up 1 node, {up} CPUs")
+    lines += [f"[{t + 0.1 * i:12.6f}] random: crng init step {i}" for i in range(8)]
+    return lines, finds
+
+
+def record_sample_run(store: Any, run_id: str, run_dir: Path, *, hosts: int = 3,
+                      guests: tuple[str, ...] = GUESTS, vcpus: tuple[int, ...] = (4, 8),
+                      boots: int = 20, seed: int = 7, scale: float = 1.0,
+                      started: float = 1_795_000_000.0, matrix: str = "ft2500-sample",
+                      extra: tuple[int, ...] = ()) -> list[Cell]:
+    """Record a synthetic FT-2500-like run in ``store`` (a ``harness.store.Store``) with
+    dmesg/console artifacts under ``run_dir``; ``scale`` multiplies the failure rates
+    (a later run with another scale is "worse" or "better")."""
+    rng = random.Random(seed)
+    cells = []
+    for h in range(1, hosts + 1):
+        numa = h % 2 == 0
+        for g in guests:
+            for v in vcpus:
+                for mem in extra or (None,):
+                    cid = f"node-{h}/{g}/vcpu{v}" + (f"/memory_mib={mem}" if mem else "")
+                    cells.append(Cell(cid, matrix, f"node-{h}", g, v, boots,
+                                      memory_mib=mem or 2048,
+                                      host_attrs=(("numa_patch", numa), ("cpu", "FT-2500")),
+                                      expect=Expectation(0.0, 0.05)))
+    store.create_run(run_id, matrix, cells, matrix_file="matrices/ft2500.yaml",
+                     config={"lab": "ft2500-lab", "boots": boots,
+                             "versions": {"harness": "0.1.0", "libvirt": "9.0.0",
+                                          "qemu": "7.2.0"}},
+                     artifacts_dir=str(run_dir), started=started)
+    results = []
+    for cell in cells:
+        base = 0.0 if cell.guest == "es10" else (0.04 if dict(cell.host_attrs)["numa_patch"]
+                                                 else 0.35)
+        p_off = min(0.95, base * scale * cell.vcpus / 8)
+        for i in range(boots):
+            u = rng.random()
+            rel = Path(cell.safe_id) / str(i)
+            folder = run_dir / rel
+            if u < 0.005:
+                results.append(BootResult(run_id, cell.id, i, Outcome.INFRA_ERROR,
+                                          "libvirt: cannot reach host", cell.host, cell.guest,
+                                          cell.vcpus))
+                continue
+            failure = u < 0.005 + 0.01 * scale * (cell.guest != "es10")
+            offline = rng.randrange(1, cell.vcpus) if (not failure
+                                                       and u < 0.015 + p_off) else None
+            lines, finds = _dmesg(cell.vcpus, offline)
+            folder.mkdir(parents=True, exist_ok=True)
+            arts = []
+            (folder / "dmesg.txt").write_text("\n".join(lines) + "\n")
+            arts.append(("dmesg", str(rel / "dmesg.txt")))
+            findings = tuple(Finding(k, ln, lines[ln - 1].split("] ", 1)[1], cpu)
+                             for k, ln, cpu in finds)
+            if failure:
+                console = [*lines[:6], "Unable to handle kernel NULL pointer dereference at "
+                           "virtual address 0000000000000000", "Internal error: Oops: "
+                           "96000004 [#1] SMP", "Call trace:", " smp_cpus_done+0x20/0x90",
+                           "Kernel panic - not syncing: Attempted to kill init! "
+                           "exitcode=0x0000000b"]
+                (folder / "console.log").write_text("\n".join(console) + "\n")
+                arts.append(("console", str(rel / "console.log")))
+                results.append(BootResult(
+                    run_id, cell.id, i, Outcome.BOOT_FAILURE, "Kernel panic - not syncing",
+                    cell.host, cell.guest, cell.vcpus, signatures=(Signature(
+                        "panic", "Kernel panic - not syncing: Attempted to kill init!"),),
+                    findings=(Finding("panic", len(console), console[-1]),),
+                    artifacts=tuple(arts)))
+                continue
+            lat = 5.0 + rng.random() if offline else rng.lognormvariate(-3.5, 0.4)
+            results.append(BootResult(
+                run_id, cell.id, i, Outcome.VCPU_OFFLINE if offline else Outcome.OK,
+                f"CPU{offline} failed to come online" if offline else "", cell.host,
+                cell.guest, cell.vcpus, offline_cpus=(offline,) if offline else (),
+                signatures=(Signature("cpu_failed_online", "CPU#: failed to come online"),)
+                if offline else (), findings=findings, bringup_latency_s=round(lat, 4),
+                artifacts=tuple(arts)))
+    store.record_many(results)
+    store.mark_finished(run_id, finished=started + 3600)
+    return cells

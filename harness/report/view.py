@@ -17,7 +17,7 @@ OUTCOME_LABELS = {
     "boot_failure": "boot failure",
     "infra_error": "infrastructure error",
 }
-VERDICTS = ("pass", "fail", "undecided")
+VERDICTS = ("fail", "undecided", "pass", "not_judged")
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,7 @@ class Judgement:
     limit: float  # the expected maximum rate
     statement: str  # "vCPU offline 12/50 = 24% [14%, 37%], expected <= 0%"
     boots_to_decide: int | None = None  # undecided: more boots that could settle it
+    claim: str = ""  # the one-sided claim behind the verdict (harness.stats wording)
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ class CellView:
     infra_error: int
     vcpu_offline_rate: Rate
     boot_failure_rate: Rate
-    verdict: str  # "pass" | "fail" | "undecided"
+    verdict: str  # "pass" | "fail" | "undecided" | "not_judged"
     judgements: tuple[Judgement, ...] = ()
     signatures: tuple[SignatureCount, ...] = ()
     params: tuple[tuple[str, Any], ...] = ()  # other matrix axes

@@ -1,0 +1,46 @@
+"""``harness compare RUN_A RUN_B [--db PATH] [--json] [--fail-on-worse]``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from harness.report.compare import diff_runs
+from harness.report.jsonreport import diff_dict
+from harness.report.markdown import diff_lines
+from harness.report.write import find_database
+from harness.store import Store
+
+
+@click.command()
+@click.argument("run_a")
+@click.argument("run_b")
+@click.option("--db", type=click.Path(path_type=Path, dir_okay=False),
+              help="Results database (default: the reports/*.db that holds both runs).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.option("--confidence", default=0.95, show_default=True, type=click.FloatRange(0.5, 0.999),
+              help="A change is flagged when its Holm-adjusted p is below 1 - confidence.")
+@click.option("--fail-on-worse", is_flag=True,
+              help="Exit with status 1 when a cell or signature got significantly worse or a "
+                   "new signature appeared.")
+def compare(run_a: str, run_b: str, db: Path | None, as_json: bool, confidence: float,
+            fail_on_worse: bool) -> int:
+    """Compare run RUN_A (the older) with RUN_B: cells and signatures that got
+    significantly worse or better (exact test, Holm-adjusted), and new signatures."""
+    path = find_database([run_a, run_b], db)
+    with Store(path, create=False) as store:
+        a = store.load_run(run_a, with_findings=False)
+        b = store.load_run(run_b, with_findings=False)
+    diff = diff_runs(a, b, confidence)
+    if as_json:
+        click.echo(json.dumps(diff_dict(diff), indent=1))
+    else:
+        if a.run.matrix != b.run.matrix:
+            click.echo(f"note: different matrices ({a.run.matrix} vs {b.run.matrix}); "
+                       "cells are matched by id", err=True)
+        click.echo("\n".join(diff_lines(diff, heading="#")).rstrip())
+    worse = diff.worse or any(s.new or (s.significant and s.direction == "worse")
+                              for s in diff.signatures)
+    return 1 if fail_on_worse and worse else 0

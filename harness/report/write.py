@@ -1,0 +1,139 @@
+"""``write_reports``: every report of a recorded run, in one call (the runner, the pytest
+plugin and ``harness report`` use it), plus finding the results database of a run."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from harness.errors import ConfigError
+from harness.model import safe_name
+from harness.report.build import build_view
+from harness.report.html import write_html
+from harness.report.jsonreport import write_json
+from harness.report.junit import write_junit
+from harness.report.markdown import write_markdown
+from harness.report.view import RunView
+from harness.store import RunData, Store
+
+FORMATS = ("html", "junit", "md", "json")
+FILE_NAMES = {"html": "report.html", "junit": "junit.xml", "md": "summary.md",
+              "json": "report.json"}
+ALIASES = {"markdown": "md", "xml": "junit", "junit-xml": "junit", "htm": "html"}
+WRITERS: dict[str, Callable[[RunView, Path], Path]] = {
+    "html": write_html, "junit": write_junit, "md": write_markdown, "json": write_json,
+}
+
+
+def parse_formats(spec: str | Iterable[str]) -> tuple[str, ...]:
+    """``"html,md"`` or ``["html", "md"]`` -> ``("html", "md")``; unknown names are a
+    ConfigError that lists the valid ones."""
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    out: list[str] = []
+    for raw in items:
+        name = raw.strip().lower()
+        if not name:
+            continue
+        name = ALIASES.get(name, name)
+        if name == "all":
+            out += FORMATS
+        elif name in FORMATS:
+            out.append(name)
+        else:
+            raise ConfigError(f"unknown report format {raw.strip()!r}; choose from "
+                              f"{', '.join(FORMATS)} (or all)")
+    if not out:
+        raise ConfigError(f"no report format given; choose from {', '.join(FORMATS)}")
+    return tuple(dict.fromkeys(out))
+
+
+def artifacts_root(store: Store, data: RunData) -> Path | None:
+    """The run's artifacts folder on this machine, if it can be found: as recorded when
+    absolute, else relative to the working folder, the database's folder or its parent."""
+    recorded = data.run.artifacts_dir
+    if not recorded:
+        return None
+    p = Path(recorded)
+    if p.is_absolute():
+        return p if p.is_dir() else None
+    db_dir = store.path.resolve().parent
+    for base in (Path.cwd(), db_dir, db_dir.parent):
+        if (base / p).is_dir():
+            return (base / p).resolve()
+    return None
+
+
+def _atomic_write(writer: Callable[[RunView, Path], Path], view: RunView, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        writer(view, Path(tmp))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_reports(store: Store, run_id: str, formats: str | Iterable[str] = FORMATS,
+                  out_dir: Path | None = None, *, previous: str | bool = True,
+                  ) -> dict[str, Path]:
+    """Write the reports of run ``run_id``; returns ``{format: path}``.
+
+    ``out_dir`` defaults to the run's artifacts folder (so artifact links are short),
+    else ``<database folder>/<run-id>/``. ``previous``: True compares with the latest
+    earlier run of the same matrix in ``store``, a run id with that run, False with none.
+    Each file is written to a temporary name and renamed: a crash leaves either the old
+    report or the new one, never half of one."""
+    fmts = parse_formats(formats)
+    data = store.load_run(run_id)
+    root = artifacts_root(store, data)
+    out = Path(out_dir) if out_dir is not None else (
+        root or store.path.resolve().parent / safe_name(run_id))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot create the report folder {out}: {e.strerror}") from None
+    prev_data: RunData | None = None
+    note = ""
+    if previous is True:
+        info = store.previous_run(data.run.matrix, before=run_id)
+        if info is None:
+            note = f"No earlier run of {data.run.matrix} in {store.path}."
+        else:
+            prev_data = store.load_run(info.id, with_findings=False)
+    elif isinstance(previous, str):
+        prev_data = store.load_run(previous, with_findings=False)
+    else:
+        note = "Not compared with a previous run."
+    view = build_view(data, previous=prev_data, artifacts_root=root, report_dir=out.resolve(),
+                      previous_note=note)
+    written: dict[str, Path] = {}
+    for fmt in fmts:
+        path = out / FILE_NAMES[fmt]
+        _atomic_write(WRITERS[fmt], view, path)
+        written[fmt] = path
+    return written
+
+
+def find_database(run_ids: Iterable[str], db: Path | None = None,
+                  search: Path = Path("reports")) -> Path:
+    """The results database holding every run of ``run_ids``: ``db`` when given, else
+    the one ``*.db`` under ``search`` that has them."""
+    ids = list(run_ids)
+    if db is not None:
+        if not db.exists():
+            raise ConfigError(f"no results database at {db}")
+        return db
+    candidates = sorted(search.glob("*.db")) if search.is_dir() else []
+    if not candidates:
+        raise ConfigError(f"no results database (*.db) under {search}/; pass --db PATH")
+    for path in candidates:
+        with Store(path, create=False) as store:
+            known = {r.id for r in store.list_runs()}
+        if all(i in known for i in ids):
+            return path
+    raise ConfigError(f"no database under {search}/ holds run(s) {', '.join(ids)} (looked "
+                      f"in {', '.join(str(p) for p in candidates)}); pass --db PATH")
