@@ -65,6 +65,7 @@ class Interval:
         return self.low <= x <= self.high
 
 
+@lru_cache(maxsize=65536)
 def wilson(k: int, n: int, confidence: float = 0.95) -> Interval:
     """Two-sided Wilson score interval; ``[0, 1]`` when there are no boots."""
     _check(k, n, confidence)
@@ -75,6 +76,7 @@ def wilson(k: int, n: int, confidence: float = 0.95) -> Interval:
     return Interval(max(0.0, float(ci.low)), min(1.0, float(ci.high)))
 
 
+@lru_cache(maxsize=65536)
 def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> Interval:
     """Two-sided exact (Clopper-Pearson) interval."""
     _check(k, n, confidence)
@@ -93,6 +95,7 @@ def zero_failure_bound(n: int, confidence: float = 0.95) -> float:
     return 1.0 - (1.0 - confidence) ** (1.0 / n)
 
 
+@lru_cache(maxsize=65536)
 def upper_bound(k: float, n: int, confidence: float = 0.95) -> float:
     """One-sided Clopper-Pearson upper bound: the rate is below it with ``confidence``.
 
@@ -105,6 +108,7 @@ def upper_bound(k: float, n: int, confidence: float = 0.95) -> float:
     return float(sps.beta.ppf(confidence, k + 1, n - k))
 
 
+@lru_cache(maxsize=65536)
 def lower_bound(k: float, n: int, confidence: float = 0.95) -> float:
     """One-sided Clopper-Pearson lower bound: the rate is above it with ``confidence``."""
     _check(k, n, confidence)
@@ -224,6 +228,7 @@ def _pct(x: float) -> str:
     return f"{100 * x:.2g}%"
 
 
+@lru_cache(maxsize=65536)
 def boots_to_decide(k: int, n: int, maximum: float, confidence: float = 0.95) -> int | None:
     """Additional boots after which the class would be decided if the observed rate
     ``k/n`` held exactly; None when it never would (observed rate equal to the maximum,
@@ -274,6 +279,7 @@ def _decided(k: float, n: int, maximum: float, confidence: float) -> bool:
             or lower_bound(k, n, confidence) > maximum)
 
 
+@lru_cache(maxsize=65536)
 def judge_class(outcome: str, k: int, n: int, maximum: float,
                 confidence: float = 0.95) -> ClassJudgement:
     """Rules (see docs/results.md): ``fail`` when the one-sided lower bound is above the
