@@ -96,7 +96,7 @@ class RunSummary:
     decisions: dict[str, Decision] = field(default_factory=dict)  # adaptive stops
     skipped: int = 0  # boots adaptive stopping saved
     missing: int = 0  # boots of the plan not recorded (interrupted, host set aside)
-    report: Path | None = None
+    reports: dict[str, Path] = field(default_factory=dict)  # format -> file
     utilization: float = 0.0
 
     @property
@@ -122,6 +122,7 @@ class Runner:
         self._connector_for = connector_for
         self._hooks_for = hooks_for
         self._scheduler: Scheduler | None = None
+        self._loop: Any = None
         self._stop = threading.Event()
         self.sim_clock: SimClock | None = None
 
@@ -132,6 +133,8 @@ class Runner:
         self._stop.set()
         if self._scheduler is not None:
             self._scheduler.stop()
+        if self._loop is not None:
+            self._loop.request_stop()  # the boot under way is abandoned and cleaned up
 
     def _cells(self) -> list[Cell]:
         cells = list(self.matrix.cells)
@@ -252,7 +255,7 @@ class Runner:
             prior = store.counts(run_id)
             settings = self._adaptive()
             stopper = SprtStopper(cells, settings, prior) if settings else None
-            loop = self._boot_loop(store, run_id, run_dir)
+            loop = self._loop = self._boot_loop(store, run_id, run_dir)
             slots = {h: self.lab.host(h).slots for h in plan}
             already = sum(len(v) for v in done.values())
             self._emit(RunStarted(run_id, self.matrix.name, sum(c.boots for c in cells),
@@ -267,11 +270,11 @@ class Runner:
             status = ("interrupted" if stats.interrupted
                       else "incomplete" if missing else "finished")
             store.mark_finished(run_id, status)
-            report = (self._reports(store, run_id, run_dir)
-                      if o.write_reports and status != "interrupted" else None)
+            reports = (self._reports(store, run_id, run_dir)
+                       if o.write_reports and status != "interrupted" else {})
         return RunSummary(run_id, self.matrix.name, status, db, run_dir, tuple(cells), counts,
                           recorded - already, time.monotonic() - t0, dict(stats.set_aside),
-                          decisions, stats.skipped, missing, report, stats.utilization())
+                          decisions, stats.skipped, missing, reports, stats.utilization())
 
     def _schedule(self, loop: Any, plan: dict[str, list[Chunk]], slots: dict[str, int],
                   stopper: SprtStopper | None) -> SchedulerStats:
@@ -294,8 +297,8 @@ class Runner:
                 self._emit(CellDecided(result.cell_id, d, 0))
 
         def host_ok(host: str) -> str | None:
-            check = getattr(loop, "host_problem", None)
-            return check(host) if callable(check) else None
+            why: str | None = loop.health.why(host)
+            return why
 
         sched = Scheduler(plan, slots, run_chunk, on_result=on_result,
                           on_host=lambda h, s: self._emit(HostChanged(h, s)),
@@ -303,15 +306,13 @@ class Runner:
         self._scheduler = sched
         if self._stop.is_set():
             sched.stop()
+            loop.request_stop()
         return sched.run()
 
-    def _reports(self, store: Store, run_id: str, run_dir: Path) -> Path | None:
-        try:
-            from harness.report import write_reports  # type: ignore[attr-defined]
-        except ImportError:
-            return None
-        path: Path = write_reports(store, run_id, run_dir)
-        return path
+    def _reports(self, store: Store, run_id: str, run_dir: Path) -> dict[str, Path]:
+        from harness.report import write_reports
+
+        return write_reports(store, run_id, out_dir=run_dir)
 
 
 def _seed_of(run_id: str) -> int:

@@ -10,6 +10,7 @@ exceptions the real backend and connector raise, so they end up as ``infra_error
 
 from __future__ import annotations
 
+import bisect
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ class SimDomain:
     active: bool = False
     started_at: float = 0.0
     _texts: dict[str, str] = field(default_factory=dict)
+    _cuts: list[tuple[float, int]] = field(default_factory=list)
 
     def _check_host(self) -> None:
         self.backend.check_alive()
@@ -79,12 +81,20 @@ class SimDomain:
         return self.started_at + self.fate.boot_seconds
 
     def console_text(self) -> str:
+        """The console so far: kernel lines up to the guest's uptime (their timestamps),
+        the login prompt once it is up, so a panic shows when it would happen."""
         if not self.started_at:
             return ""
         if "console" not in self._texts:
-            self._texts["console"] = text.console(self.release, self.vcpus, self.fate,
-                                                  hostname=self.name)
-        return self._texts["console"]
+            full = text.console(self.release, self.vcpus, self.fate, hostname=self.name)
+            self._texts["console"] = full
+            self._cuts = text.reveal_points(full)
+        uptime = self.clock.now() - self.started_at
+        full = self._texts["console"]
+        if uptime >= self.fate.boot_seconds - 1e-3:  # unix-time floats: ~1e-7 s steps
+            return full
+        k = bisect.bisect_right(self._cuts, (uptime, len(full)))
+        return full[:self._cuts[k - 1][1]] if k else ""
 
     def dmesg(self) -> str:
         if "dmesg" not in self._texts:
@@ -206,6 +216,7 @@ class SimConnector:
             self.clock.sleep(min(wait, timeout))
             if wait > timeout:
                 raise GuestNotReady(f"{domain.name}: connection refused")
+            self.clock.sync(domain.ready_at)  # no float drift: the guest is up now
         if domain.fate.infra == "ssh_refused":
             raise InfraError(f"ssh: {domain.name}: authentication failed (publickey) "
                              "(simulated)", reason="ssh_auth")

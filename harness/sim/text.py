@@ -165,3 +165,24 @@ def console(release: str | None, vcpus: int, fate: Fate, hostname: str = "guest"
         return head + dmesg(release, vcpus, fate, upto_panic=True)
     return (head + dmesg(release, vcpus, fate)
             + f"\n{hostname} login: ")
+
+
+_TS = re.compile(r"\[\s*(\d+\.\d+)\]")
+
+
+def reveal_points(console_text: str) -> list[tuple[float, int]]:
+    """``(uptime, end offset)`` per console line: a line is on the console once the guest
+    has been up that long (its timestamp; lines without one follow the previous line);
+    the login prompt and lines after the last timestamp appear only at the end of boot."""
+    out: list[tuple[float, int]] = []
+    t = 0.0
+    pos = 0
+    for line in console_text.splitlines(keepends=True):
+        pos += len(line)
+        m = _TS.match(line)
+        if m:
+            t = float(m.group(1))
+        elif "login:" in line:
+            break
+        out.append((t, pos))
+    return out
