@@ -97,7 +97,8 @@ class DomainSpec:
     vcpu_cpuset: str | None = None  # host CPUs all vCPUs may run on
     vcpu_pins: tuple[tuple[int, str], ...] = ()  # vCPU -> host cpuset
     emulator: str | None = None
-    metadata: tuple[tuple[str, str], ...] = ()  # written as <hb:boot key="value"/>
+    metadata: tuple[tuple[str, str], ...] = ()  # written as <hb:boot key="value">
+    files: tuple[str, ...] = ()  # per-boot files on the host: <hb:file> in <hb:boot>
 
 
 def storage_paths(request: BootRequest) -> tuple[PurePosixPath, bool]:
@@ -121,7 +122,7 @@ def domain_spec(request: BootRequest, *, metadata: dict[str, str] | None = None,
                           f"run on host {request.host_name!r} ({host.uri})")
     dtype = domain_type or host.effective_domain_type
     cpu_mode = host.cpu_model or ("host-passthrough" if dtype == "kvm" else "max")
-    storage, remote = storage_paths(request)
+    storage, _remote = storage_paths(request)
     name = request.domain_name
     boot: UefiBoot | KernelBoot
     if guest.boot.image is not None:
@@ -148,8 +149,10 @@ def domain_spec(request: BootRequest, *, metadata: dict[str, str] | None = None,
         net = BridgeNet(source=host.network.source, kind="network")
     else:
         net = BridgeNet(source=host.network.source)
-    console = (str(storage / f"{name}.console.log") if remote
-               else str(PurePosixPath(request.workdir) / "console.log"))
+    console = str(storage / f"{name}.console.log")
+    # per-boot files, removed with the domain (and by gc)
+    files = [boot.disk, boot.nvram] if isinstance(boot, UefiBoot) else []
+    files.append(console)
     params = dict(cell.params)
     memory = guest.memory_mib or cell.memory_mib
     return DomainSpec(
@@ -166,6 +169,7 @@ def domain_spec(request: BootRequest, *, metadata: dict[str, str] | None = None,
         numa=numa_cells(cell.vcpus, memory, _int_param(params, "numa_nodes", cell.id)),
         vcpu_cpuset=_str_param(params, "cpuset"),
         metadata=tuple(sorted((metadata or {}).items())),
+        files=tuple(files),
     )
 
 
@@ -209,9 +213,11 @@ def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) ->
 def to_element(spec: DomainSpec) -> ET.Element:
     dom = ET.Element("domain", {"type": spec.domain_type})
     _sub(dom, "name", spec.name)
-    if spec.metadata:
+    if spec.metadata or spec.files:
         md = _sub(dom, "metadata")
-        ET.SubElement(md, f"{{{HB_NS}}}boot", dict(spec.metadata))
+        hb = ET.SubElement(md, f"{{{HB_NS}}}boot", dict(spec.metadata))
+        for f in spec.files:
+            ET.SubElement(hb, f"{{{HB_NS}}}file").text = f
     _sub(dom, "memory", str(spec.memory_mib), unit="MiB")
     vcpu_attrs = {"placement": "static"}
     if spec.vcpu_cpuset:
@@ -290,14 +296,17 @@ def domain_xml(request: BootRequest, *, metadata: dict[str, str] | None = None,
     return to_xml(domain_spec(request, metadata=metadata, domain_type=domain_type))
 
 
-def read_metadata(xml: str) -> dict[str, str]:
-    """Our ``<hb:boot .../>`` attributes from a domain XML (empty when absent)."""
+def read_metadata(xml: str) -> tuple[dict[str, str], list[str]]:
+    """Our ``<hb:boot>`` attributes and per-boot files from a domain XML (empty when
+    the domain is not ours)."""
     try:
         root = ET.fromstring(xml)
     except ET.ParseError:
-        return {}
+        return {}, []
     el = root.find(f"metadata/{{{HB_NS}}}boot")
-    return dict(el.attrib) if el is not None else {}
+    if el is None:
+        return {}, []
+    return dict(el.attrib), [f.text or "" for f in el.findall(f"{{{HB_NS}}}file") if f.text]
 
 
 def serial_log_path(xml: str) -> str | None:

@@ -111,14 +111,13 @@ class LibvirtBackend:
         }
         spec = dx.domain_spec(request, metadata=meta,
                               domain_type="test" if self.is_test else None)
-        files: list[str] = []
-        if isinstance(spec.boot, dx.UefiBoot):
-            files = [spec.boot.disk, spec.boot.nvram]
-        if self.remote:
-            files.append(spec.console_log)
-        spec = _with_files(spec, files)
+        files = list(spec.files)
+        if self.lookup(spec.name) is not None:  # before touching its files
+            raise BackendError(f"libvirt {self.uri}: define {spec.name}: a domain with this "
+                               "name exists already (left over? see 'harness gc')",
+                               reason="define_refused", retryable=False)
         if not self.remote and not self.is_test:
-            Path(spec.console_log).parent.mkdir(parents=True, exist_ok=True)
+            Path(storage).mkdir(parents=True, exist_ok=True)
         if isinstance(spec.boot, dx.UefiBoot):
             assert request.guest.boot is not None and request.guest.boot.image is not None
             self._make_overlay(storage, spec.boot.disk, str(request.guest.boot.image))
@@ -127,7 +126,7 @@ class LibvirtBackend:
             dom = self._call(f"define {spec.name}", lambda: self.conn.defineXML(xml),
                              "define_refused")
         except BackendError:
-            self._remove_files(files)
+            self.remove_files(files)
             raise
         return LibvirtDomain(self, dom, spec, request)
 
@@ -196,11 +195,12 @@ class LibvirtBackend:
             ET.SubElement(el, "name").text = name
             ET.SubElement(ET.SubElement(el, "target"), "path").text = str(storage)
             xml = ET.tostring(el, encoding="unicode")
-            return self._call(f"create storage pool on {storage}", lambda: (
-                self.conn.storagePoolCreateXML(xml, libvirt.VIR_STORAGE_POOL_CREATE_WITH_BUILD)),
-                "storage")
+            # the test driver has no folders to build
+            flags = 0 if self.is_test else libvirt.VIR_STORAGE_POOL_CREATE_WITH_BUILD
+            return self._call(f"create storage pool on {storage}",
+                              lambda: self.conn.storagePoolCreateXML(xml, flags), "storage")
 
-    def _remove_files(self, paths: list[str]) -> list[str]:
+    def remove_files(self, paths: list[str]) -> list[str]:
         """Delete per-boot files; returns the ones removed. Missing files are fine."""
         removed = []
         for path in paths:
@@ -222,6 +222,16 @@ class LibvirtBackend:
             except libvirt.libvirtError:
                 continue
         return removed
+
+    def list_files(self, folder: str) -> list[str]:
+        """File names in a folder on the host (for gc); empty when it does not exist."""
+        if not self.remote and not self.is_test:
+            try:
+                return sorted(os.listdir(folder))
+            except OSError:
+                return []
+        pool = self._pool(PurePosixPath(folder))
+        return sorted(self._call(f"list files in {folder}", lambda: pool.listVolumes()))
 
     def read_file(self, path: str) -> str:
         """A text file that libvirt writes on the host (console log): directly when local,
@@ -252,14 +262,6 @@ class LibvirtBackend:
         return f"/var/log/libvirt/qemu/{name}.log"
 
 
-def _with_files(spec: dx.DomainSpec, files: list[str]) -> dx.DomainSpec:
-    from dataclasses import replace
-
-    meta = dict(spec.metadata)
-    meta["files"] = "\n".join(files)
-    return replace(spec, metadata=tuple(sorted(meta.items())))
-
-
 class LibvirtDomain:
     """``Domain`` for one libvirt domain. Built by ``define`` (knows its spec) or by
     ``lookup`` (knows only what the domain's XML says: enough for gc)."""
@@ -276,6 +278,10 @@ class LibvirtDomain:
         return self.backend._call(f"{what} {self.name}", fn, reason)
 
     def start(self, paused: bool = False) -> None:
+        if paused and self.backend.is_test:  # the test driver has no START_PAUSED
+            self._call("start", lambda: self.dom.create(), "start_refused")
+            self._call("pause", lambda: self.dom.suspend())
+            return
         flags = libvirt.VIR_DOMAIN_START_PAUSED if paused else 0
         self._call("start", lambda: self.dom.createWithFlags(flags), "start_refused")
 
@@ -299,14 +305,15 @@ class LibvirtDomain:
     def reboot(self) -> None:
         self._call("reboot", lambda: self.dom.reboot(0))
 
-    def metadata(self) -> dict[str, str]:
+    def metadata(self) -> tuple[dict[str, str], list[str]]:
+        """Our metadata attributes and per-boot files (empty for foreign domains)."""
         try:
             return dx.read_metadata(self.dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
         except libvirt.libvirtError:
-            return {}
+            return {}, []
 
     def undefine(self) -> None:
-        files = self.metadata().get("files", "").split("\n")
+        files = self.spec.files if self.spec is not None else self.metadata()[1]
         self.destroy()
         try:
             try:
@@ -319,7 +326,7 @@ class LibvirtDomain:
             if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
                 raise BackendError(f"libvirt {self.backend.uri}: undefine {self.name}: {exc}",
                                    reason=_reason(exc, "libvirt")) from exc
-        self.backend._remove_files([f for f in files if f])
+        self.backend.remove_files(list(files))
 
     def is_active(self) -> bool:
         try:
