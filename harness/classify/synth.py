@@ -92,7 +92,7 @@ def boot_lines(spec: BootSpec) -> Iterator[str]:
         yield line(f"---[ end Kernel panic - not syncing: {spec.panic} ]---")
         return
     if spec.retry_failed:
-        for cpu in spec.failed:
+        for cpu in sorted(c for c in spec.failed if c < spec.cpus):
             yield line(f"psci: failed to boot CPU{cpu} (-22)", 40.0)
             yield line(f"CPU{cpu}: failed to boot: -22")
 
