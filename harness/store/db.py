@@ -166,6 +166,13 @@ class Store:
         self.close()
 
     def _migrate(self) -> None:
+        conn = self._conn()
+        try:
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        except sqlite3.DatabaseError as e:
+            self.close()
+            raise ConfigError(f"{self.path} is not a results database (SQLite): {e}") from None
+        version = 0
         try:
             with self._write() as c:
                 c.execute("CREATE TABLE IF NOT EXISTS schema_version ("
@@ -181,7 +188,11 @@ class Store:
                     c.execute("INSERT INTO schema_version VALUES (?, ?)", (version, time.time()))
         except sqlite3.DatabaseError as e:
             self.close()
-            raise ConfigError(f"{self.path} is not a results database (SQLite): {e}") from None
+            raise StoreError(f"{self.path}: migrating to schema v{version} failed: {e} "
+                             "(the database is unchanged)") from None
+        except ConfigError:
+            self.close()
+            raise
 
     @property
     def schema_version(self) -> int:
@@ -283,9 +294,13 @@ class Store:
 
     def record_many(self, results: Iterable[BootResult]) -> None:
         """Several boots in one transaction (imports, tests)."""
-        with self._write() as c:
-            for r in results:
-                self._record(c, r)
+        try:
+            with self._write() as c:
+                for r in results:
+                    self._record(c, r)
+        except sqlite3.IntegrityError as e:
+            raise StoreError(f"cannot record these boots (none was): {e} (was the run "
+                             "created with these cells?)") from None
 
     def _record(self, c: sqlite3.Connection, r: BootResult) -> None:
         now = time.time()
