@@ -239,9 +239,14 @@ def to_element(spec: DomainSpec) -> ET.Element:
             _sub(os_, "initrd", spec.boot.initrd)
         if spec.boot.cmdline:
             _sub(os_, "cmdline", spec.boot.cmdline)
-    feats = _sub(dom, "features")
-    if spec.gic_version is not None:
-        _sub(feats, "gic", version=str(spec.gic_version))
+    # ACPI tables come from the UEFI firmware; a direct kernel boot uses the device tree
+    acpi = isinstance(spec.boot, UefiBoot)
+    if acpi or spec.gic_version is not None:
+        feats = _sub(dom, "features")
+        if acpi:
+            _sub(feats, "acpi")
+        if spec.gic_version is not None:
+            _sub(feats, "gic", version=str(spec.gic_version))
     if spec.cpu_mode == "host-passthrough":
         cpu = _sub(dom, "cpu", mode="host-passthrough", check="none")
     elif spec.cpu_mode in ("max", "maximum"):
