@@ -276,3 +276,34 @@ def test_hostspec_without_boot_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="guest 'g' has no 'boot' section"):
         b.define(req)
     b.close()
+
+
+def test_gc_command_on_the_shared_test_driver(lab: Lab, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from harness.cli.gc import gc as gc_cmd
+
+    shared = LibvirtBackend("test:///default")  # one state per process: the CLI sees it
+    me = controller_identity()
+    _define_as(shared, lab, tmp_path, "hb-dead-c-0", {**me, "pid_start": "1"})
+    _define_as(shared, lab, tmp_path, "hb-live-c-0", me)
+    try:
+        runner = CliRunner()
+        dry = runner.invoke(gc_cmd, ["--uri", "test:///default", "--dry-run"])
+        assert dry.exit_code == 0, dry.output
+        assert "would remove hb-dead-c-0" in dry.output
+        assert shared.lookup("hb-dead-c-0") is not None
+        res = runner.invoke(gc_cmd, ["--uri", "test:///default"])
+        assert res.exit_code == 0, res.output
+        assert "removed 1 domain(s), 0 file(s); 1 of live runs kept" in res.output
+        assert shared.lookup("hb-dead-c-0") is None
+        assert shared.lookup("hb-live-c-0") is not None
+        none = runner.invoke(gc_cmd, [])
+        assert none.exit_code != 0 and "--uri URI" in str(none.exception)
+        down = runner.invoke(gc_cmd, ["--uri", "test:///nonexistent.xml"])
+        assert down.exit_code == 1 and "cannot connect to libvirt" in down.output
+    finally:
+        found = shared.lookup("hb-live-c-0")
+        if found is not None:
+            found.undefine()
+        shared.close()
