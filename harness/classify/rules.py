@@ -103,6 +103,23 @@ class Rule:
     kind: str
     pattern: re.Pattern[str]
     make: Handler
+    key: str = ""  # a literal the message must contain (a cheap test before the regex)
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            object.__setattr__(self, "key", _literal(self.pattern.pattern))
+
+
+def _literal(regex: str) -> str:
+    """The longest run of plain characters every match of ``regex`` contains (the rule's
+    cheap first test): groups and quantified characters are dropped, escapes split runs."""
+    prev = None
+    while prev != regex:  # innermost groups first, until none is left
+        prev, regex = regex, re.sub(r"\((?:[^()\\]|\\.)*\)[?*+]?|\[(?:[^\]\\]|\\.)*\][?*+]?",
+                                    "|", regex)
+    regex = re.sub(r"(?:\\.|[^\\])(?:[?*]|\{[^}]*\})", "|", regex)
+    runs = re.split(r"\\.|[\\^$.|?*+()\[\]{}]", regex)
+    return max(runs, key=len)
 
 
 def _cpu_rule(kind: str, title: str, regex: str, errno_group: int | None = None) -> Rule:
@@ -243,16 +260,18 @@ RULES: tuple[Rule, ...] = (
 
 
 # cheap first test on the raw line: a line without any of these is noise
+# (every alternative starts with a capital or "-": the regex engine skips ahead fast)
 PREFILTER = re.compile(
-    r"CPU|Brought up|processors? activated|Linux|anic|kill init|VFS:|Internal error"
-    r"|Unable to handle|BUG|LOCKUP|INFO|WARNING|cut here|Call [Tt]race"
+    r"CPU|Brought|SMP: Total|Linux|Kernel panic|Attempted to kill|VFS:|Internal error"
+    r"|Unable to handle|BUG|LOCKUP|INFO|WARNING|-\[ cut here|Call [Tt]race"
 )
 
 
 def match(message: str) -> Event | None:
     """The event one prefix-free message carries, or None."""
     for rule in RULES:
-        m = rule.pattern.search(message)
-        if m is not None:
-            return rule.make(m)
+        if rule.key in message:
+            m = rule.pattern.search(message)
+            if m is not None:
+                return rule.make(m)
     return None

@@ -189,3 +189,25 @@ def test_every_prefix_reads_the_same(case: Case, prefix: str) -> None:
     plain = classify("\n".join(stamped))
     variant = classify("\n".join(PREFIXES[prefix](s) for s in stamped))
     assert _key(variant) == _key(plain)
+
+
+def test_each_rules_cheap_key_is_in_everything_it_matches() -> None:
+    """``match`` tests a rule's literal key before its regex: the key must never hide a
+    match, over every case here and every line of the real logs."""
+    from pathlib import Path
+
+    from harness.classify.prefix import clean
+    from harness.classify.rules import RULES
+
+    data = Path(__file__).resolve().parent.parent / "data"
+    messages = [m for case in CASES for m in case.lines]
+    for log in sorted(data.glob("dmesg-*/*.log")):
+        messages += [clean(line)[0] for line in log.read_text(errors="replace").splitlines()]
+    hits = 0
+    for rule in RULES:
+        assert rule.key, rule.kind
+        for m in messages:
+            if rule.pattern.search(m):
+                hits += 1
+                assert rule.key in m, (rule.kind, rule.key, m)
+    assert hits > 100
