@@ -30,6 +30,7 @@ from harness.report.view import (
     Snippet,
     pct,
     rate_text,
+    show_value,
 )
 from harness.store import CellData, RunData
 
@@ -228,20 +229,23 @@ def comparisons(data: RunData, confidence: float = 0.95) -> tuple[Comparison, ..
     pairs = [(cd.cell, cd.counts) for cd in data.cells]
     family: list[stats.Comparison] = []
     axis_of: list[str] = []
+    sides: list[tuple[Any, Any]] = []
     for axis, a, b, by, alt in comparison_plan([cd.cell for cd in data.cells]):
         found = stats.compare_along(pairs, axis, a, b, by=by, alternative=alt,
                                     confidence=confidence)
         family += found
         axis_of += [axis] * len(found)
-    out = []
-    for axis, c in zip(axis_of, stats.adjust(family), strict=True):
+        sides += [(a, b)] * len(found)
+    out: list[Comparison] = []
+    for axis, c, (a, b) in zip(axis_of, stats.adjust(family), sides, strict=True):
         within = c.label.rsplit(" (", 1)[1].rstrip(")") if " (" in c.label else ""
         diff = Rate(0, 0, c.difference, c.interval.low, c.interval.high)
         ra = stats.rate(c.k_a, c.n_a, confidence)
         rb = stats.rate(c.k_b, c.n_b, confidence)
         test = {"boschloo": "Boschloo", "fisher": "Fisher", "none": "none"}.get(c.method,
                                                                                   c.method)
-        out.append(Comparison(c.outcome, axis, c.a, c.b, within, view_rate(ra), view_rate(rb),
+        out.append(Comparison(c.outcome, axis, f"{axis}={show_value(a)}",
+                              f"{axis}={show_value(b)}", within, view_rate(ra), view_rate(rb),
                               diff, c.p_value, c.p_adjusted, c.significant,
                               f"{test} ({c.alternative})"))
     return tuple(sorted(out, key=lambda x: (x.p_adjusted, x.title)))

@@ -27,6 +27,7 @@ from harness.report.view import (
     RunView,
     pct,
     rate_text,
+    show_value,
 )
 
 OUTCOME_CODES = {"ok": 0, "vcpu_offline": 1, "boot_failure": 2, "infra_error": 3}
@@ -50,7 +51,7 @@ def _r(rate: Rate) -> list[float | None]:
 
 
 def _jsval(v: Any) -> Any:
-    return v if isinstance(v, (int, float, str)) and not isinstance(v, bool) else str(v)
+    return v if isinstance(v, (int, float, str)) and not isinstance(v, bool) else show_value(v)
 
 
 def _boot_row(b: BootView, detail: int) -> list[Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from harness.report.view import CellView, RunView, rate_text
+from harness.report.view import CellView, RunView, rate_text, show_value
 
 
 def _props(cell: CellView) -> list[tuple[str, str]]:
@@ -24,8 +24,8 @@ def _props(cell: CellView) -> list[tuple[str, str]]:
             props += [(f"{name}_rate", f"{r.value:.6f}"), (f"{name}_rate_low", f"{r.low:.6f}"),
                       (f"{name}_rate_high", f"{r.high:.6f}")]
     props += [("host", cell.host), ("guest", cell.guest), ("vcpus", str(cell.vcpus))]
-    props += [(str(k), str(v)) for k, v in cell.params]
-    props += [(f"host.{k}", str(v)) for k, v in cell.host_attrs]
+    props += [(str(k), show_value(v)) for k, v in cell.params]
+    props += [(f"host.{k}", show_value(v)) for k, v in cell.host_attrs]
     props.append(("verdict", cell.verdict))
     return props
 

@@ -273,6 +273,13 @@ class RunView:
         return sorted(counts.values(), key=lambda s: (-s.count, s.title))
 
 
+def show_value(v: Any) -> str:
+    """An axis or attribute value as the user wrote it in YAML (``true``, not ``True``)."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
 def pct(x: float | None, digits: int = 0) -> str:
     """A fraction as a percentage for people: 0.2412 -> '24%' (digits=0)."""
     if x is None:

@@ -10,7 +10,7 @@
   var PAGE = 50;                        // boots per drill-down page
   var Z = DATA.run.z;                   // normal quantile of the run's confidence
   var state = {rows: DATA.view.rows, cols: DATA.view.cols, metric: "vcpu_offline",
-               filters: {}, selected: null};
+               filters: {}, selected: null, failedOnly: true};
 
   function el(tag, attrs, text) {
     var e = document.createElement(tag);
@@ -56,6 +56,7 @@
   function visibleCells() {
     return DATA.cells.filter(function (c) {
       for (var key in state.filters) {
+        if (key === state.rows || key === state.cols) { continue; }  // shown, not filtered
         var f = state.filters[key];
         if (f !== "" && String(keyval(c, key)) !== f) { return false; }
       }
@@ -230,8 +231,7 @@
     var d = document.getElementById("boots");
     d.textContent = "";
     var boots = DATA.boots[c.i];
-    var only = document.getElementById("only-failed");
-    var failedOnly = !only || only.checked;
+    var failedOnly = state.failedOnly;
     var shown = boots.filter(function (b) { return !failedOnly || b[1] !== 0; });
     d.appendChild(el("h3", null, c.id + ": " + boots.length + " boots"));
     var sig = el("div");
@@ -247,7 +247,7 @@
     var lab = el("label", null, " only boots that were not ok");
     var cb = el("input", {type: "checkbox", id: "only-failed"});
     cb.checked = failedOnly;
-    cb.addEventListener("change", function () { renderBoots(c, 0); });
+    cb.addEventListener("change", function () { state.failedOnly = cb.checked; renderBoots(c, 0); });
     lab.insertBefore(cb, lab.firstChild);
     pager.appendChild(prev);
     pager.appendChild(el("span", null, "page " + (page + 1) + " of " + pages + " (" + shown.length + " boots)"));
