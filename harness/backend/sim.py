@@ -86,7 +86,8 @@ class SimDomain:
         if not self.started_at:
             return ""
         if "console" not in self._texts:
-            full = text.console(self.release, self.vcpus, self.fate, hostname=self.name)
+            full = text.console(self.release, self.vcpus, self.fate, hostname=self.name,
+                                kernel_log=None if self.fate.failure else self.dmesg())
             self._texts["console"] = full
             self._cuts = text.reveal_points(full)
         uptime = self.clock.now() - self.started_at

@@ -157,14 +157,16 @@ def dmesg(release: str | None, vcpus: int, fate: Fate, *, upto_panic: bool = Fal
     return "\n".join(log.lines) + "\n"
 
 
-def console(release: str | None, vcpus: int, fate: Fate, hostname: str = "guest") -> str:
+def console(release: str | None, vcpus: int, fate: Fate, hostname: str = "guest",
+            kernel_log: str | None = None) -> str:
     """The serial console: firmware, the kernel log, a login prompt; a failing boot stops
-    at its panic, or goes silent early (a hang)."""
+    at its panic, or goes silent early (a hang). ``kernel_log``: this boot's ``dmesg``
+    when already made (it is the same text)."""
     head = "EFI stub: Booting Linux Kernel...\nEFI stub: Using DTB from configuration table\n"
     if fate.failure:
         return head + dmesg(release, vcpus, fate, upto_panic=True)
-    return (head + dmesg(release, vcpus, fate)
-            + f"\n{hostname} login: ")
+    log = kernel_log if kernel_log is not None else dmesg(release, vcpus, fate)
+    return head + log + f"\n{hostname} login: "
 
 
 _TS = re.compile(r"\[\s*(\d+\.\d+)\]")

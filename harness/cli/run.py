@@ -1,0 +1,238 @@
+"""``harness run MATRIX``: boot every cell, record every boot, print the result table.
+
+Exit status: 0 every cell passed or is undecided, 1 some cell failed its expectation,
+3 the run is incomplete (a host was set aside), 130 interrupted (resume it), 2 a mistake
+in the input (printed as ``file:line:col: message``).
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from collections import Counter
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import click
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from harness.matrix import load_matrix
+from harness.model import Outcome
+from harness.runner import (
+    BootDone,
+    CellDecided,
+    Event,
+    HostChanged,
+    Runner,
+    RunOptions,
+    RunStarted,
+    RunSummary,
+)
+from harness.stats import judge
+
+VERDICT_STYLE = {"pass": "green", "fail": "bold red", "undecided": "yellow",
+                 "not_judged": "dim"}
+
+
+class LiveView:
+    """Thread-safe counters fed by the runner's events, drawn by rich.Live."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.lock = threading.Lock()
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[failures]}"), TimeElapsedColumn(),
+            TextColumn("left"), TimeRemainingColumn(), console=console, transient=False)
+        self.task = self.progress.add_task("boots", total=None, failures="")
+        self.hosts: dict[str, str] = {}
+        self.per_host: dict[str, Counter[str]] = {}
+        self.outcomes: Counter[str] = Counter()
+        self.decided = 0
+
+    def __call__(self, event: Event) -> None:
+        with self.lock:
+            if isinstance(event, RunStarted):
+                self.progress.update(self.task, total=event.total, completed=event.done)
+                for h in event.slots:
+                    self.hosts.setdefault(h, "waiting")
+                    self.per_host.setdefault(h, Counter())
+            elif isinstance(event, BootDone):
+                r = event.result
+                self.outcomes[r.outcome.value] += 1
+                self.per_host.setdefault(r.host, Counter())[r.outcome.value] += 1
+                if r.outcome is not Outcome.INFRA_ERROR:
+                    self.progress.advance(self.task)
+                self.progress.update(self.task, failures=self._failures())
+            elif isinstance(event, HostChanged):
+                self.hosts[event.host] = event.state
+            elif isinstance(event, CellDecided):
+                self.decided += 1
+
+    def _failures(self) -> str:
+        o = self.outcomes
+        text = (f"[red]{o['vcpu_offline']} vCPU-offline[/] [red]{o['boot_failure']} boot "
+                f"failures[/] [magenta]{o['infra_error']} infra[/]")
+        if self.decided:
+            text += f" [cyan]{self.decided} cells decided[/]"
+        return text
+
+    def __rich__(self) -> Group:
+        with self.lock:
+            hosts = Table(box=None, show_header=True, header_style="dim", pad_edge=False)
+            for col in ("host", "state", "ok", "vCPU-offline", "boot failure", "infra"):
+                hosts.add_column(col, justify="left" if col in ("host", "state") else "right")
+            for h in sorted(self.hosts):
+                c = self.per_host.get(h, Counter())
+                state = self.hosts[h]
+                style = "red" if state.startswith("set aside") else (
+                    "green" if state == "done" else "")
+                hosts.add_row(h, f"[{style}]{state}[/]" if style else state, str(c["ok"]),
+                              str(c["vcpu_offline"]), str(c["boot_failure"]),
+                              str(c["infra_error"]))
+            return Group(self.progress, hosts)
+
+
+def _pct(rate: float | None) -> str:
+    return "-" if rate is None else f"{100 * rate:.1f}%"
+
+
+def result_table(summary: RunSummary, adaptive_cs: bool = False) -> Table:
+    """One row per cell: counts, rates with 95% intervals, verdict."""
+    from harness.adaptive import confidence_sequence
+
+    t = Table(title=f"{summary.matrix}  run {summary.run_id}", title_justify="left")
+    for col in ("cell", "boots", "ok", "vCPU offline", "boot failure", "infra", "verdict"):
+        t.add_column(col, justify="left" if col in ("cell", "verdict") else "right",
+                     no_wrap=col == "cell")
+    for cell in summary.cells:
+        c = summary.counts.get(cell.id)
+        if c is None:
+            continue
+        cols = []
+        for o in (Outcome.VCPU_OFFLINE, Outcome.BOOT_FAILURE):
+            r = c.rate(o, cell.expect.confidence)
+            if adaptive_cs and cell.id in summary.decisions:
+                lo, hi = confidence_sequence(r.k, r.n, cell.expect.confidence)
+            else:
+                lo, hi = r.low, r.high
+            text = f"{r.k} {_pct(r.value)} [{_pct(lo)}-{_pct(hi)}]" if r.n else "-"
+            cols.append(f"[red]{text}[/]" if r.k else text)
+        j = judge(c, cell.expect)
+        verdict = j.status
+        if cell.id in summary.decisions:
+            verdict += " (stopped early)"
+        t.add_row(cell.id, str(c.n), str(c.ok), *cols,
+                  f"[magenta]{c.infra_error}[/]" if c.infra_error else "0",
+                  f"[{VERDICT_STYLE.get(j.status, '')}]{verdict}[/]")
+    return t
+
+
+@click.command()
+@click.argument("matrix", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--run-id", help="Id of the new run (default: <matrix>-<UTC time>-<hex>).")
+@click.option("--resume", "resume", metavar="RUN_ID",
+              help="Continue this run where it stopped (no boot lost or counted twice).")
+@click.option("--boots", type=click.IntRange(min=1), help="Boots per cell instead of the "
+              "matrix's.")
+@click.option("--time-scale", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Simulated hosts: 0 = as fast as possible, 1 = real boot durations.")
+@click.option("--chunk", "chunk_size", type=click.IntRange(min=1), default=5,
+              show_default=True, help="Consecutive boots of a cell given to a slot at once.")
+@click.option("--max-per-host", type=click.IntRange(min=1),
+              help="At most this many boots at once per host (default: its slots).")
+@click.option("--adaptive/--no-adaptive", default=None,
+              help="Stop a cell once decided (SPRT); default: as the matrix says.")
+@click.option("--order-seed", type=int, help="Seed of the interleaved boot order.")
+@click.option("--reports-dir", type=click.Path(path_type=Path, file_okay=False),
+              default=Path("reports"), show_default=True,
+              help="Results database (unless the lab names one) and run folders.")
+@click.option("--db", type=click.Path(path_type=Path, dir_okay=False),
+              help="Results database (default: the lab's, else REPORTS_DIR/<lab>.db).")
+@click.option("--no-report", is_flag=True, help="Do not write the reports at the end.")
+@click.option("--quiet", "-q", is_flag=True, help="No live progress, only the summary.")
+def run(matrix: Path, run_id: str | None, resume: str | None, boots: int | None,
+        time_scale: float, chunk_size: int, max_per_host: int | None,
+        adaptive: bool | None, order_seed: int | None, reports_dir: Path, db: Path | None,
+        no_report: bool, quiet: bool) -> int:
+    """Run MATRIX: boot every cell on its host's slots, record and classify every boot,
+    and print the result table (Ctrl-C stops cleanly; resume with --resume RUN_ID)."""
+    if run_id and resume:
+        raise click.UsageError("give --run-id for a new run or --resume for an old one, "
+                               "not both")
+    m = load_matrix(matrix)
+    options = RunOptions(run_id=run_id, resume=resume, boots=boots, time_scale=time_scale,
+                         chunk_size=chunk_size, order_seed=order_seed,
+                         max_per_host=max_per_host, adaptive=adaptive,
+                         reports_dir=reports_dir, db=db, write_reports=not no_report)
+    console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
+    live_view = LiveView(console)
+    runner = Runner(m, options, on_event=live_view)
+    restore = _install_signals(runner, console)
+    try:
+        if quiet or not console.is_terminal:
+            summary = runner.run()
+        else:
+            with Live(live_view, console=console, refresh_per_second=8, transient=False):
+                summary = runner.run()
+    finally:
+        restore()
+    return _print_summary(console, summary, matrix, live_view)
+
+
+def _install_signals(runner: Runner, console: Console) -> Any:
+    """First Ctrl-C or SIGTERM: stop handing out boots and finish cleanly; a second
+    Ctrl-C interrupts at once (recorded boots stay; the boot under way is re-done)."""
+    pressed = {"n": 0}
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        pressed["n"] += 1
+        if pressed["n"] > 1 and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        console.print("[yellow]stopping: no new boots; the boots under way are abandoned "
+                      "and cleaned up[/]")
+        runner.stop()
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def restore() -> None:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+    return restore
+
+
+def _print_summary(console: Console, s: RunSummary, matrix: Path, view: LiveView) -> int:
+    console.print(result_table(s, adaptive_cs=bool(s.decisions)))
+    rate = s.booted / s.elapsed_s if s.elapsed_s > 0 else 0.0
+    console.print(f"{s.booted} boots recorded in {s.elapsed_s:.1f}s ({rate:.0f}/s); "
+                  f"database {s.db}")
+    if s.skipped:
+        console.print(f"adaptive stopping: {len(s.decisions)} cells decided early, "
+                      f"{s.skipped} boots saved (intervals of those cells are confidence "
+                      "sequences, valid after the early stop)")
+    for host, why in sorted(s.set_aside.items()):
+        console.print(f"[red]host {host} set aside: {why}[/]")
+    if s.reports:
+        console.print("reports: " + ", ".join(str(p) for p in s.reports.values()))
+    if s.status != "finished":
+        console.print(f"[yellow]run {s.run_id} {s.status}: {s.missing} boots not recorded; "
+                      f"continue with: harness run {matrix} --resume {s.run_id}[/]")
+        return 130 if s.status == "interrupted" else 3
+    failed = any(judge(c, cell.expect).status == "fail"
+                 for cell in s.cells if (c := s.counts.get(cell.id)) is not None)
+    return 1 if failed else 0
