@@ -190,12 +190,10 @@ class Runner:
         backend_for, connector_for = self._factories()
         hooks_for = self._hooks_for
         if hooks_for is None:
-            try:  # the local lab's fault injection (stalls), when it provides one
-                from harness.lab import hooks_for as lab_hooks_for  # type: ignore[attr-defined]
+            # the local lab's fault injection (vCPU stalls) where the lab file asks for it
+            from harness.lab import hooks_for as lab_hooks_for
 
-                hooks_for = lab_hooks_for(self.lab)
-            except (ImportError, AttributeError):
-                hooks_for = None
+            hooks_for = lab_hooks_for(self.lab)
         kwargs: dict[str, Any] = {}
         if self.sim_clock is not None and all(h.is_sim for h in self.lab.hosts.values()):
             kwargs.update(clock=self.sim_clock.now, sleep=self.sim_clock.sleep)

@@ -131,7 +131,7 @@ def result_table(summary: RunSummary, adaptive_cs: bool = False) -> Table:
             text = f"{r.k} {_pct(r.value)} [{_pct(lo)}-{_pct(hi)}]" if r.n else "-"
             cols.append(f"[red]{text}[/]" if r.k else text)
         j = judge(c, cell.expect)
-        verdict = j.status
+        verdict: str = j.status
         if cell.id in summary.decisions:
             verdict += " (stopped early)"
         t.add_row(cell.id, str(c.n), str(c.ok), *cols,
