@@ -44,6 +44,8 @@ class RunOptions:
     reports_dir: Path = Path("reports")
     db: Path | None = None  # default: the lab's results, else reports/<lab>.db
     write_reports: bool = True
+    only_cells: tuple[str, ...] | None = None  # run just these cells (pytest: one per test)
+    join: bool = False  # with resume: add to a run others write too; leave it running
 
 
 # --- progress events (called from slot threads; keep handlers quick) -------------------
@@ -144,6 +146,12 @@ class Runner:
             cells = [replace(c, boots=self.options.boots) for c in cells]
         return cells
 
+    def _only(self, cells: list[Cell]) -> list[Cell]:
+        if self.options.only_cells is None:
+            return cells
+        wanted = set(self.options.only_cells)
+        return [c for c in cells if c.id in wanted]
+
     def _factories(self) -> tuple[BackendFor, ConnectorFor]:
         sim_hosts = {h for h, spec in self.lab.hosts.items() if spec.is_sim}
         sim = None
@@ -234,12 +242,16 @@ class Runner:
                 if info.matrix != self.matrix.name:
                     raise ConfigError(f"run {o.resume!r} is a run of matrix {info.matrix!r}, "
                                       f"not of {self.matrix.name!r}")
-                cells = store.cells(o.resume) or self._cells()
+                cells = (self._cells() if o.join else store.cells(o.resume) or self._cells())
+                cells = self._only(cells)
                 run_id = o.resume
                 seed = info.config.get("order_seed")
-                store.resume_run(run_id, cells)
+                if o.join:
+                    store.add_cells(run_id, cells)
+                else:
+                    store.resume_run(run_id, cells)
             else:
-                cells = self._cells()
+                cells = self._only(self._cells())
                 run_id = o.run_id or make_run_id(self.matrix.name)
                 seed = o.order_seed
                 info = store.create_run(run_id, self.matrix.name, cells,
@@ -267,9 +279,10 @@ class Runner:
             missing = max(0, target - recorded)
             status = ("interrupted" if stats.interrupted
                       else "incomplete" if missing else "finished")
-            store.mark_finished(run_id, status)
+            if not o.join:
+                store.mark_finished(run_id, status)
             reports = (self._reports(store, run_id, run_dir)
-                       if o.write_reports and status != "interrupted" else {})
+                       if o.write_reports and not o.join and status != "interrupted" else {})
         return RunSummary(run_id, self.matrix.name, status, db, run_dir, tuple(cells), counts,
                           recorded - already, time.monotonic() - t0, dict(stats.set_aside),
                           decisions, stats.skipped, missing, reports, stats.utilization())

@@ -241,6 +241,12 @@ class Store:
             self._add_cells(c, run_id, cells)
         return self.get_run(run_id)
 
+    def add_cells(self, run_id: str, cells: Sequence[Cell]) -> None:
+        """Add cells not yet known to a run (several writers may add the same cell)."""
+        self.get_run(run_id)
+        with self._write() as c:
+            self._add_cells(c, run_id, cells)
+
     def mark_finished(self, run_id: str, status: str = "finished",
                       finished: float | None = None) -> None:
         self.get_run(run_id)
