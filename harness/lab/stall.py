@@ -1,0 +1,144 @@
+"""The stall injector: a boot hook that holds one secondary vCPU thread frozen past the
+guest's bring-up timeout (5 s on Linux >= 5.4), with a given probability per boot.
+
+The guest kernel then prints ``CPUn: failed to come online`` and ``CPUn: failed in
+unknown state : 0x0`` and finishes booting with one CPU less: the FT-2500 symptom, made
+on purpose, on a real kernel.
+
+Sequence per boot (the boot loop starts the domain paused when hooks exist):
+``before_resume`` draws the boot's fate (seeded by run, cell and boot index, so a
+re-run of the same boot makes the same choice), reads the vCPU thread ids (QMP
+``query-cpus-fast``), freezes the chosen one and arms a thaw after ``seconds``.
+``before_stop`` (when the boot loop calls it) kills QEMU while the thread is still
+frozen, then thaws: a thaw on a guest that gave up on the CPU can hang it, and a frozen
+thread would make libvirt's graceful destroy wait 10 s (v2) or fail (v1).
+``after_stop`` cancels the timer and thaws whatever is still frozen.
+
+``seconds`` shorter than the bring-up timeout makes a late-but-successful CPU (visible as
+bring-up latency); longer than the whole boot (e.g. 300) makes the CPU fail for sure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+from harness.errors import ConfigError, InfraError
+from harness.lab.freezer import Freeze
+
+if TYPE_CHECKING:
+    from harness.backend.base import BootRequest, Domain
+    from harness.inventory import Lab, StallFault
+
+
+def _rng(request: BootRequest, source: str) -> random.Random:
+    key = f"{request.run_id}\0{request.cell.id}\0{request.boot_index}\0{source}"
+    return random.Random(int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big"))
+
+
+def choose(fault: StallFault, request: BootRequest, source: str) -> int | None:
+    """The vCPU to stall in this boot, or None (pure: same request, same answer)."""
+    rng = _rng(request, source)
+    draw = rng.random()
+    vcpus = request.cell.vcpus
+    if draw >= fault.probability or vcpus < 2:
+        return None
+    if fault.cpu is not None:
+        return fault.cpu if fault.cpu < vcpus else None
+    return rng.randint(1, vcpus - 1)
+
+
+class StallHook:
+    """A ``BootHook`` (see ``harness.bootloop``) for one boot."""
+
+    def __init__(self, fault: StallFault, source: str) -> None:
+        self.fault = fault
+        self.source = source  # "host:<name>" or "guest:<name>"
+        self.freeze: Freeze | None = None
+        self._timer: threading.Timer | None = None
+        self._lock = threading.Lock()
+
+    def before_resume(self, domain: Domain, request: BootRequest) -> dict[str, Any] | None:
+        cpu = choose(self.fault, request, self.source)
+        if cpu is None:
+            return {"stall": None, "stall_source": self.source}
+        threads_of: Callable[[], dict[int, int]] | None = getattr(domain, "vcpu_threads", None)
+        if threads_of is None:
+            raise InfraError(f"{domain.name}: this backend cannot list vCPU threads, so it "
+                             "cannot stall one", reason="stall_injector", retryable=False)
+        threads = threads_of()
+        if cpu not in threads:
+            raise InfraError(f"{domain.name}: no vCPU {cpu} among {sorted(threads)}",
+                             reason="stall_injector", retryable=False)
+        fr = Freeze(threads[cpu], domain.name)
+        fr.freeze()
+        with self._lock:
+            self.freeze = fr
+            self._timer = threading.Timer(self.fault.seconds, self._thaw)
+            self._timer.daemon = True
+            self._timer.start()
+        return {"stall": cpu, "stall_s": self.fault.seconds, "stall_method": fr.method,
+                "stall_source": self.source, "stall_thread": fr.tid,
+                "stall_at": time.time()}
+
+    def _thaw(self) -> None:
+        with self._lock:
+            if self.freeze is not None:
+                self.freeze.thaw()
+                self.freeze = None
+
+    def before_stop(self, domain: Domain, request: BootRequest) -> None:
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+            if self.freeze is not None and self.freeze.frozen:
+                self.freeze.kill_process()
+                self.freeze.thaw()
+                self.freeze = None
+
+    def after_stop(self, domain: Domain, request: BootRequest) -> None:
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+        self._thaw()
+
+
+LOCAL_SCHEMES = ("qemu", "qemu+unix")
+
+
+def _is_local(uri: str) -> bool:
+    p = urlparse(uri)
+    return p.scheme in LOCAL_SCHEMES and not p.hostname
+
+
+def hooks_for(lab: Lab) -> Callable[[BootRequest], list[Any]] | None:
+    """The boot loop's ``hooks_for`` for a lab: stall hooks for hosts and guests that
+    carry a ``fault.stall``; None when the lab has no fault at all."""
+    host_faults = {n: h.fault.stall for n, h in lab.hosts.items() if h.fault and h.fault.stall}
+    guest_faults = {n: g.fault.stall for n, g in lab.guests.items() if g.fault and g.fault.stall}
+    if not host_faults and not guest_faults:
+        return None
+    for name in host_faults:
+        if not _is_local(lab.host(name).uri):
+            raise ConfigError(f"host {name!r}: a stall fault freezes a QEMU thread on this "
+                              f"machine, so it needs a local qemu:/// URI, not "
+                              f"{lab.host(name).uri!r}",
+                              lab.doc.loc(("hosts", name, "fault"), key=True))
+
+    def for_request(request: BootRequest) -> list[Any]:
+        hooks: list[Any] = []
+        hf = host_faults.get(request.host_name)
+        if hf is not None:
+            hooks.append(StallHook(hf, f"host:{request.host_name}"))
+        gf = guest_faults.get(request.guest_name)
+        if gf is not None and _is_local(request.host.uri):
+            hooks.append(StallHook(gf, f"guest:{request.guest_name}"))
+        return hooks
+
+    return for_request
