@@ -1,7 +1,8 @@
 """The lab file: hosts (libvirt URI, attributes, slots, SSH) and guests (boot media, SSH).
 
 Loaded from YAML with positions; every mistake is a ConfigError with file:line:column.
-Relative paths resolve against the lab file's folder.
+Relative paths resolve against the lab file's folder; ``${cache}`` in a path or URI is
+the local lab's cache directory (``harness.lab.paths``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from urllib.parse import urlparse
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from harness.errors import ConfigError
+from harness.lab.paths import expand as expand_cache
 from harness.yamlsrc import YamlDoc, load_yaml, validate
 
 Scalar = str | int | float | bool
@@ -31,7 +33,7 @@ class Frozen(BaseModel):
 def _resolve(value: Path | None, info: ValidationInfo) -> Path | None:
     if value is None:
         return None
-    value = Path(value).expanduser()
+    value = Path(expand_cache(str(value))).expanduser()
     base = (info.context or {}).get("base_dir")
     if not value.is_absolute() and base is not None:
         value = Path(base) / value
@@ -95,6 +97,7 @@ class HostSpec(Frozen):
     @field_validator("uri")
     @classmethod
     def _uri(cls, v: str) -> str:
+        v = expand_cache(v)  # the local lab: qemu:///embed?root=${cache}/libvirt
         parsed = urlparse(v)
         if not parsed.scheme or "://" not in v:
             raise ValueError(f"not a libvirt URI: {v!r} (e.g. qemu+ssh://root@node-1/system)")
