@@ -39,6 +39,8 @@ _PREFIX = re.compile(
     re.VERBOSE,
 )
 _STAMP = re.compile(r"\[\s*(\d+\.\d+)\]\s?")
+# printk lines are at most ~1 KiB; anything longer is console garbage (cut: no slow regexes)
+MAX_LINE = 4096
 _ELISION = re.compile(r"^(?:\.{3,}|…|\[\.\.\.\]|\[…\]|\(\.\.\.\)|\.\.\.\s*\(?snip(?:ped)?\)?)$")
 
 
@@ -47,7 +49,7 @@ def clean(raw: str) -> tuple[str, float | None]:
 
     Never raises. An elision mark (``...``, ``[...]``) or an empty line gives ``("", None)``.
     """
-    line = raw.rstrip("\r\n")
+    line = raw[:MAX_LINE].rstrip("\r\n")
     if "\x1b" in line:
         line = _ANSI.sub("", line)
     if "\r" in line:

@@ -13,9 +13,13 @@ import click
 from harness.classify import Classification, classify_lines, parse_cpu_list
 from harness.classify.render import summary, to_dict
 
+# a "line" longer than this (a log without newlines) is read in pieces: memory stays bounded
+READ_LIMIT = 1 << 20
+
 
 def _lines(stream: IO[bytes]) -> Iterator[str]:
-    for raw in stream:  # binary iteration splits on b"\n" only, streaming
+    """Lines split on b"\\n" only (not on a bare CR), decoded leniently, streaming."""
+    while raw := stream.readline(READ_LIMIT):
         yield raw.decode("utf-8", errors="replace")
 
 

@@ -156,3 +156,13 @@ def test_interleaved_elided_truncated_and_crlf_lines() -> None:
 def test_userspace_echo_of_a_psci_mode_message_is_harmless() -> None:
     c = classify("[0.0] psci: failed to set PC mode: -95\n[0.0] psci: failed to set OSI mode: -1")
     assert c.findings == () and c.verdict == "ok"
+
+
+def test_pathological_lines_are_cut_not_choked_on() -> None:
+    """Lines are cut at MAX_LINE before any regex (printk lines are ~1 KiB at most)."""
+    from harness.classify.prefix import MAX_LINE, clean
+
+    assert len(clean("Unable to handle kernel " * 20000)[0]) <= MAX_LINE
+    line = "Unable to handle kernel " * 20000 + "\n" + "Internal error: " + ": a" * 30000
+    c = classify(line + "\n[ 1.0] CPU1: failed to come online\n")
+    assert c.offline_cpus == (1,) and [f.kind for f in c.findings] == ["cpu_failed_online"]

@@ -90,3 +90,15 @@ def test_real_entry_point_reads_stdin_bytes() -> None:
                        capture_output=True, check=False, timeout=60)
     assert r.returncode == 2 and b"missing.log does not exist" in r.stderr
     assert b"Traceback" not in r.stderr
+
+
+def test_a_log_without_newlines_is_read_in_bounded_pieces(tmp_path: Path) -> None:
+    from harness.cli import classify as mod
+
+    log = tmp_path / "one-line.log"
+    log.write_bytes(b"x" * (mod.READ_LIMIT * 3) + b"\n[ 1.0] CPU6: failed to come online\n")
+    with log.open("rb") as f:
+        pieces = list(mod._lines(f))
+    assert max(len(p) for p in pieces) <= mod.READ_LIMIT
+    code, out, _ = _run(str(log), "--json")
+    assert code == 0 and json.loads(out)["offline_cpus"] == [6]
