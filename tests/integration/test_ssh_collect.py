@@ -1,0 +1,312 @@
+"""SSH collection against a real OpenSSH server on a loopback port.
+
+The server has its own host key and one authorized key; a ForceCommand script plays the
+guest: it answers the fixed commands from prepared files (dmesg, cpu online/present) and
+can be told to hang in the middle of a command. Faults: connection refused, a server that
+accepts and never sends a banner, login refused, unknown and changed host keys, a hang.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from harness.backend.base import GuestNotReady
+from harness.collect import commands
+from harness.collect.commands import CommandTimeout
+from harness.collect.ssh import SSHConfig, SSHConnector, open_session
+from harness.errors import InfraError
+
+pytestmark = pytest.mark.integration
+SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+if not Path(SSHD).exists() or shutil.which("ssh-keygen") is None:
+    pytest.skip("OpenSSH server missing: install Debian package openssh-server",
+                allow_module_level=True)
+
+DATA = Path(__file__).parent.parent / "data" / "ssh"
+
+GUEST_SH = """#!/bin/sh
+# plays the guest: answers the harness's fixed commands from prepared files
+d="$(dirname "$0")/guest"
+if [ -e "$d/hang" ] && [ "$SSH_ORIGINAL_COMMAND" = "$(cat "$d/hang")" ]; then
+    echo $$ >> "$d/hung.pids"   # the test ends this process by its pid
+    echo "partial output"
+    exec sleep 20
+fi
+case "$SSH_ORIGINAL_COMMAND" in
+  "dmesg") cat "$d/dmesg.txt" ;;
+  "cat /sys/devices/system/cpu/online") cat "$d/online" ;;
+  "cat /sys/devices/system/cpu/present") cat "$d/present" ;;
+  "uname -r") echo 4.18.0-147.5.1.el8_1.5es.11.aarch64 ;;
+  "nproc") echo 7 ;;
+  *) echo "unknown command: $SSH_ORIGINAL_COMMAND" >&2; exit 127 ;;
+esac
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def keygen(path: Path) -> str:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "harness-test",
+                    "-f", str(path)], check=True)
+    return path.with_suffix(".pub").read_text().strip()
+
+
+@dataclass
+class Server:
+    dir: Path
+    port: int
+    key: Path  # the authorized client key
+    other_key: Path  # a key the server does not accept
+    known_hosts: Path
+    host_pub: str
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [SSHD, "-D", "-e", "-f", str(self.dir / "sshd_config")],
+            stdout=subprocess.DEVNULL, stderr=open(self.dir / "sshd.log", "wb"),  # noqa: SIM115
+            start_new_session=True)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError((self.dir / "sshd.log").read_text()) from None
+                time.sleep(0.05)
+        raise RuntimeError("sshd did not listen within 10s")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)  # the listener and its process group
+            self.proc.wait(timeout=10)
+        hung = self.dir / "guest" / "hung.pids"
+        if hung.exists():  # sessions run in their own sessions: end the hung ones by pid
+            for pid in {int(p) for p in hung.read_text().split()}:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+
+    def cfg(self, **kw: object) -> SSHConfig:
+        base: dict[str, object] = {"user": "root", "key": self.key,
+                                   "known_hosts": self.known_hosts}
+        base.update(kw)
+        return SSHConfig(**base)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    d = tmp_path / "sshd"
+    (d / "guest").mkdir(parents=True)
+    host_pub = keygen(d / "host_ed25519")
+    client_pub = keygen(d / "client_ed25519")
+    keygen(d / "other_ed25519")
+    (d / "authorized_keys").write_text(client_pub + "\n")
+    (d / "guest.sh").write_text(GUEST_SH)
+    (d / "guest.sh").chmod(0o755)
+    for name in ("dmesg.txt", "online", "present"):
+        shutil.copy(DATA / name, d / "guest" / name)
+    port = free_port()
+    user = os.environ.get("USER") or "root"
+    (d / "sshd_config").write_text(f"""\
+Port {port}
+ListenAddress 127.0.0.1
+HostKey {d / "host_ed25519"}
+PidFile {d / "sshd.pid"}
+AuthorizedKeysFile {d / "authorized_keys"}
+StrictModes no
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+PermitRootLogin prohibit-password
+AllowUsers {user}
+ForceCommand {d / "guest.sh"}
+LogLevel ERROR
+""")
+    Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation folder
+    known = d / "known_hosts"
+    known.write_text(f"[127.0.0.1]:{port} {host_pub}\n")
+    srv = Server(d, port, d / "client_ed25519", d / "other_ed25519", known, host_pub)
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+class Endpoint:
+    """The smallest Domain the connector needs."""
+
+    name = "hb-test-ssh-0"
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+    def ssh_endpoint(self) -> tuple[str, int]:
+        return "127.0.0.1", self.port
+
+
+def test_collects_the_fixed_commands(server: Server) -> None:
+    chan = SSHConnector(server.cfg()).connect(Endpoint(server.port), 5)  # type: ignore[arg-type]
+    try:
+        out = {name: chan.run(cmd, 10) for name, cmd in commands.GUEST_COLLECT}
+    finally:
+        chan.close()
+    assert out["online"].stdout == "0-2,4-7\n"
+    assert out["present"].stdout == "0-7\n"
+    assert out["uname_r"].stdout.strip() == "4.18.0-147.5.1.el8_1.5es.11.aarch64"
+    assert out["nproc"].stdout == "7\n"
+    assert out["dmesg"].stdout == (DATA / "dmesg.txt").read_text()
+    assert all(r.exit_status == 0 for r in out.values())
+    assert chan.accepted_keys == []
+
+
+def test_exit_status_and_stderr_are_kept(server: Server) -> None:
+    chan = open_session("127.0.0.1", server.port, server.cfg(), 5)
+    try:
+        res = chan.run("true", 5)  # not a command the fake guest knows
+    finally:
+        chan.close()
+    assert res.exit_status == 127 and "unknown command: true" in res.stderr
+
+
+def test_connection_refused_is_not_ready() -> None:
+    port = free_port()  # nothing listens there
+    t0 = time.monotonic()
+    with pytest.raises(GuestNotReady, match=f"127.0.0.1:{port}"):
+        open_session("127.0.0.1", port, SSHConfig(), 5)
+    assert time.monotonic() - t0 < 3
+
+
+def test_no_banner_is_not_ready() -> None:
+    """A port that accepts and says nothing (a guest whose sshd is not up yet behind a
+    user-mode forward behaves like this): not ready, after the timeout, not before."""
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(4)
+    port = lsock.getsockname()[1]
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        try:
+            while True:
+                conn, _ = lsock.accept()
+                held.append(conn)
+        except OSError:
+            return
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(GuestNotReady):
+            open_session("127.0.0.1", port, SSHConfig(), 1.0)
+        elapsed = time.monotonic() - t0
+        assert 0.9 <= elapsed < 5
+    finally:
+        lsock.close()
+        for c in held:
+            c.close()
+
+
+def test_login_refused_is_infra_ssh_auth(server: Server) -> None:
+    with pytest.raises(InfraError) as err:
+        open_session("127.0.0.1", server.port, server.cfg(key=server.other_key), 5)
+    assert err.value.reason == "ssh_auth"
+    assert "refused" in str(err.value)
+
+
+def test_unknown_host_key_is_refused_unless_the_lab_says_so(server: Server,
+                                                             tmp_path: Path) -> None:
+    empty = tmp_path / "empty_known_hosts"
+    empty.write_text("")
+    with pytest.raises(InfraError) as err:
+        open_session("127.0.0.1", server.port, server.cfg(known_hosts=empty), 5)
+    assert err.value.reason == "ssh_host_key" and not err.value.retryable
+    assert "accept_new_host_keys" in str(err.value) and str(empty) in str(err.value)
+    chan = open_session("127.0.0.1", server.port,
+                        server.cfg(known_hosts=empty, accept_new_host_keys=True), 5)
+    try:
+        assert chan.run(commands.NPROC, 5).stdout == "7\n"
+    finally:
+        chan.close()
+    assert len(chan.accepted_keys) == 1 and "ssh-ed25519" in chan.accepted_keys[0]
+    assert empty.read_text() == ""  # never written back
+
+
+def test_changed_host_key_is_refused(server: Server, tmp_path: Path) -> None:
+    wrong = tmp_path / "wrong_known_hosts"
+    other_pub = server.other_key.with_suffix(".pub").read_text().split()[:2]
+    wrong.write_text(f"[127.0.0.1]:{server.port} {' '.join(other_pub)}\n")
+    for accept in (False, True):  # accepting *new* keys never accepts a *changed* one
+        with pytest.raises(InfraError) as err:
+            open_session("127.0.0.1", server.port,
+                         server.cfg(known_hosts=wrong, accept_new_host_keys=accept), 5)
+        assert err.value.reason == "ssh_host_key"
+
+
+def test_hang_mid_command_times_out(server: Server) -> None:
+    (server.dir / "guest" / "hang").write_text(commands.DMESG)
+    chan = open_session("127.0.0.1", server.port, server.cfg(), 5)
+    try:
+        assert chan.run(commands.NPROC, 5).stdout == "7\n"
+        t0 = time.monotonic()
+        with pytest.raises(CommandTimeout) as err:
+            chan.run(commands.DMESG, 1.5)
+        assert 1.4 <= time.monotonic() - t0 < 5
+        assert str(err.value) == "command 'dmesg' did not finish within 1.5s"
+        # the session is still usable for the next command
+        assert chan.run(commands.CPU_ONLINE, 5).stdout == "0-2,4-7\n"
+    finally:
+        chan.close()
+
+
+def test_boot_loop_collects_over_real_ssh(server: Server, tmp_path: Path) -> None:
+    """The boot loop end to end with a scripted domain whose SSH is the real server,
+    which only starts listening a while after the domain started."""
+    from harness.bootloop import BootLoop
+    from harness.inventory import load_lab
+    from harness.model import Cell, Outcome, Timeouts
+    from harness.sink import JsonlSink
+    from harness.testing.fakes import FakeBackend, Script
+
+    server.stop()
+    lab = load_lab(Path(__file__).parent.parent / "data" / "bootloop" / "lab.yaml")
+    backend = FakeBackend([Script(not_ready=0)])
+    connector = SSHConnector(server.cfg())
+    loop = BootLoop(lambda h: backend, lambda h, g: connector, JsonlSink(tmp_path / "r.jsonl"),
+                    lab, tmp_path / "run", "r1", poll_s=0.2,
+                    ssh_port_for=lambda h: server.port)
+    cell = Cell(id="local/tiny/vcpu8", matrix="t", host="local", guest="tiny", vcpus=8,
+                boots=1, timeouts=Timeouts(boot=30, ssh=2, command=10))
+    timer = threading.Timer(1.0, server.start)
+    timer.start()
+    try:
+        (r,) = list(loop.run_chunk(cell, [0]))
+    finally:
+        timer.join()
+    assert r.outcome is Outcome.VCPU_OFFLINE, r.reason
+    assert r.offline_cpus == (3,)
+    assert r.kernel_release == "4.18.0-147.5.1.el8_1.5es.11.aarch64"
+    assert any(f.kind == "cpu_failed_online" and f.cpu == 3 for f in r.findings)
+    events = dict(r.timings)
+    assert events["ssh_up"] - events["start"] >= 0.9  # it waited for the late server
+    assert (tmp_path / "run" / cell.safe_id / "0" / "dmesg.txt").read_text() == (
+        DATA / "dmesg.txt").read_text()
+    assert backend.defined == {}
