@@ -21,7 +21,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -232,7 +232,8 @@ class BootLoop:
 
     # -- the chunk ---------------------------------------------------------------------
 
-    def run_chunk(self, cell: Cell, indices: Sequence[int]) -> Iterator[BootResult]:
+    def run_chunk(self, cell: Cell, indices: Sequence[int]
+                  ) -> Generator[BootResult, None, None]:
         """Boot ``indices`` of ``cell`` one after another; record and yield each result.
         Returns early when a stop is requested or the host is set aside."""
         if cell.reboot is RebootMode.COLD:

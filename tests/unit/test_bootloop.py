@@ -285,10 +285,15 @@ def test_consumer_closing_the_generator_cleans_up_warm_domain(lab: Lab, tmp_path
 
 def test_user_network_hosts_get_distinct_ssh_ports(lab: Lab, tmp_path: Path) -> None:
     seen: list[int | None] = []
-    rig = Rig(lab, tmp_path, lambda req: (seen.append(req.ssh_port), Script())[1])
+
+    def script(req: BootRequest) -> Script:
+        seen.append(req.ssh_port)
+        return Script()
+
+    rig = Rig(lab, tmp_path, script)
     rig.run(cell(boots=3))
     assert all(isinstance(p, int) and p > 0 for p in seen)
-    rig2 = Rig(lab, tmp_path / "b", lambda req: (seen.append(req.ssh_port), Script())[1])
+    rig2 = Rig(lab, tmp_path / "b", script)
     rig2.run(cell(boots=1, host="node-1"))
     assert seen[-1] is None  # bridged hosts: no forward
 
@@ -313,5 +318,5 @@ def test_results_are_frozen_records(lab: Lab, tmp_path: Path) -> None:
     rig = Rig(lab, tmp_path, [Script()])
     (r,) = rig.run(cell(boots=1))
     with pytest.raises(AttributeError):
-        r.outcome = Outcome.OK  # type: ignore[misc]
+        r.outcome = Outcome.OK
     assert replace(r, index=9).index == 9
