@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import re
 
+from harness.classify.rules import PREFILTER as KEYWORDS
+
 _ANSI = re.compile(
     r"\x1b(?:\[[0-9;?<=>]*[ -/]*[@-~]"  # CSI: colours, cursor
     r"|\][^\x07\x1b]*(?:\x07|\x1b\\)"  # OSC: window titles
@@ -53,9 +55,11 @@ def clean(raw: str) -> tuple[str, float | None]:
     if "\x1b" in line:
         line = _ANSI.sub("", line)
     if "\r" in line:
-        # a carriage return rewrites the terminal line: what follows the last one is shown
-        tail = line.rstrip("\r").rsplit("\r", 1)[-1]
-        line = tail
+        # a bare CR (progress bars) puts several writes on one line: keep the last one that
+        # looks like kernel output, else the last one (what a terminal would show)
+        parts = [p for p in line.split("\r") if p.strip()] or [""]
+        kernel = [p for p in parts if KEYWORDS.search(p)]
+        line = (kernel or parts)[-1]
     line = _CONTROL.sub("", line).strip()
     if line.startswith(">"):
         line = _QUOTES.sub("", line).strip()

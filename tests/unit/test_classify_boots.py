@@ -166,3 +166,13 @@ def test_pathological_lines_are_cut_not_choked_on() -> None:
     line = "Unable to handle kernel " * 20000 + "\n" + "Internal error: " + ": a" * 30000
     c = classify(line + "\n[ 1.0] CPU1: failed to come online\n")
     assert c.offline_cpus == (1,) and [f.kind for f in c.findings] == ["cpu_failed_online"]
+
+
+def test_bare_carriage_returns_keep_the_kernel_write() -> None:
+    text = ("Loading 10%\rLoading 50%\r[ 1.0] CPU3: failed to come online\r\n"
+            "[ 1.1] CPU4: failed to come online\r[  OK  ] Started foo.service\n"
+            "[ 1.2] CPU5: Booted secondary processor 0x5 [0x1]\rLoading 90%\n")
+    c = classify(text)
+    assert c.offline_cpus == (3, 4)
+    assert [f.text for f in c.findings] == ["CPU3: failed to come online",
+                                            "CPU4: failed to come online"]
