@@ -76,8 +76,12 @@ def boot_row(r: BootResult) -> tuple[Any, ...]:
     )
 
 
+def _load(text: str) -> list[Any]:
+    return [] if text == "[]" else list(json.loads(text))  # most columns are empty
+
+
 def _pairs(text: str) -> tuple[tuple[str, Any], ...]:
-    return tuple((str(k), v) for k, v in json.loads(text))
+    return tuple((str(k), v) for k, v in _load(text))
 
 
 def boot_from_row(row: sqlite3.Row, findings: tuple[Finding, ...] = (),
@@ -93,15 +97,15 @@ def boot_from_row(row: sqlite3.Row, findings: tuple[Finding, ...] = (),
         guest=row["guest"],
         vcpus=row["vcpus"],
         attempt=row["attempt"],
-        offline_cpus=tuple(json.loads(row["offline_cpus"])),
+        offline_cpus=tuple(_load(row["offline_cpus"])),
         online_cpus=None if online is None else tuple(json.loads(online)),
         cpus_brought_up=row["cpus_brought_up"],
         kernel_release=row["kernel_release"],
         signatures=signatures,
         findings=findings,
-        timings=tuple((str(k), float(v)) for k, v in json.loads(row["timings"])),
+        timings=tuple((str(k), float(v)) for k, v in _load(row["timings"])),
         bringup_latency_s=row["bringup_latency_s"],
         slowest_cpu=row["slowest_cpu"],
-        artifacts=tuple((str(k), str(v)) for k, v in json.loads(row["artifacts"])),
+        artifacts=tuple((str(k), str(v)) for k, v in _load(row["artifacts"])),
         extra=_pairs(row["extra"]),
     )
