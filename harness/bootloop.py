@@ -47,7 +47,8 @@ class BootHook(Protocol):
 
     When any hook is present the domain is started paused; ``before_resume`` runs, then
     the domain is resumed. Whatever dict it returns is kept in ``BootResult.extra``
-    under ``hook``. ``after_stop`` runs once the boot is over (domain stopped)."""
+    under ``hook``. ``after_stop`` runs once the boot is over (domain stopped). A hook
+    may also have ``before_stop(domain, request)``, called just before the destroy."""
 
     def before_resume(self, domain: Domain, request: BootRequest) -> dict[str, Any] | None: ...
 
@@ -450,6 +451,15 @@ class BootLoop:
             boot.evidence["evidence_error"] = str(exc)
 
     def _teardown(self, dom: Domain, boot: _Boot, *, undefine: bool) -> None:
+        if boot.request is not None:
+            for h in boot.hooks:  # optional: e.g. stop QEMU before thawing a frozen vCPU
+                before_stop = getattr(h, "before_stop", None)
+                if before_stop is None:
+                    continue
+                try:
+                    before_stop(dom, boot.request)
+                except Exception as exc:  # a hook failing must not leak the domain
+                    boot.evidence["hook_error"] = repr(exc)
         try:
             dom.destroy()
         except InfraError as exc:

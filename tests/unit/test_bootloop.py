@@ -230,6 +230,9 @@ class Hook:
             self.loop_holder[0].request_stop()
         return {"stalled_cpu": 3, "seconds": 8.0}
 
+    def before_stop(self, domain: Domain, request: BootRequest) -> None:
+        self.events.append(("before_stop", request.domain_name, domain.is_active()))
+
     def after_stop(self, domain: Domain, request: BootRequest) -> None:
         self.events.append(("after_stop", request.domain_name, domain.is_active()))
 
@@ -242,7 +245,8 @@ def test_hooks_run_between_paused_start_and_resume(lab: Lab, tmp_path: Path) -> 
     name = domain_name("r1", c, 0)
     assert [w for w, n in rig.backend.log] == ["define", "start_paused", "resume", "destroy",
                                               "undefine"]
-    assert hook.events == [("before_resume", name, True), ("after_stop", name, False)]
+    assert hook.events == [("before_resume", name, True), ("before_stop", name, True),
+                           ("after_stop", name, False)]
     assert dict(r.extra)["hook"] == {"stalled_cpu": 3, "seconds": 8.0}
     assert "resume" in dict(r.timings)
 
