@@ -151,8 +151,9 @@ def rng_for(*parts: object) -> random.Random:
 
 
 def fate(model: SimModel, *, seed: int, host: str, attrs: Mapping[str, Any], guest: str,
-         vcpus: int, index: int, attempt: int = 1) -> Fate:
-    """The fate of boot ``index`` (attempt ``attempt``) of a guest on a host."""
+         vcpus: int, index: int, attempt: int = 1, infra: bool = True) -> Fate:
+    """The fate of boot ``index`` (attempt ``attempt``) of a guest on a host; with
+    ``infra=False`` the guest's own fate, whatever the infrastructure does (the truth)."""
     rule = rule_for(model, host, attrs, guest, vcpus)
     rng = rng_for(seed, host, guest, vcpus, index)
     secs = (rule.boot_seconds if rule and rule.boot_seconds else None) or model.boot_seconds
@@ -165,9 +166,9 @@ def fate(model: SimModel, *, seed: int, host: str, attrs: Mapping[str, Any], gue
         lo, hi = rule.offline_cpus
         k = min(vcpus - 1, rng.randint(lo, hi))
         offline = tuple(sorted(rng.sample(range(1, vcpus), k)))
-    infra = _infra(model, faults, seed, host, guest, vcpus, index, attempt)
-    if infra:
-        return Fate(Outcome.INFRA_ERROR, infra=infra, boot_seconds=boot_s, entropy=entropy)
+    fault = _infra(model, faults, seed, host, guest, vcpus, index, attempt) if infra else ""
+    if fault:
+        return Fate(Outcome.INFRA_ERROR, infra=fault, boot_seconds=boot_s, entropy=entropy)
     if rule is not None and u_fail < rule.boot_failure:
         share = rule.panic if rule.panic is not None else model.panic
         return Fate(Outcome.BOOT_FAILURE, offline_cpus=offline,
