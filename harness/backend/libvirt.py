@@ -16,13 +16,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
 import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from hashlib import sha1
 from pathlib import Path, PurePosixPath
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qs, urlparse
 
 import libvirt
@@ -31,6 +32,9 @@ from harness.backend import domain_xml as dx
 from harness.backend.base import BootRequest, GuestNotReady
 from harness.errors import BackendError
 from harness.runinfo import controller_identity
+
+if TYPE_CHECKING:
+    from harness.inventory import Lab
 
 T = TypeVar("T")
 _event_lock = threading.Lock()
@@ -91,6 +95,26 @@ class LibvirtBackend:
             with contextlib.suppress(libvirt.libvirtError):
                 self.conn.setKeepAlive(5, 3)
         self._pool_lock = threading.Lock()
+
+    @classmethod
+    def for_host(cls, lab: Lab, host_name: str, command_timeout: float = 60.0
+                 ) -> LibvirtBackend:
+        """The backend of a lab host; with ``ssh:`` set on a remote host, host-side
+        evidence (host dmesg, QEMU log) is read over SSH to the host."""
+        host = lab.host(host_name)
+        parsed = urlparse(host.uri)
+        if host.ssh is None or not parsed.hostname:
+            return cls(host.uri)
+        from harness.collect.ssh import SSHConfig, run_on_host
+
+        cfg = SSHConfig(user=host.ssh.user, key=host.ssh.key, known_hosts=lab.known_hosts,
+                        port=host.ssh.port)
+        address = host.ssh.host or parsed.hostname
+
+        def host_command(command: str) -> str:
+            return run_on_host(address, cfg, command, command_timeout).stdout
+
+        return cls(host.uri, host_command=host_command)
 
     def _call(self, what: str, fn: Callable[[], T], reason: str = "libvirt") -> T:
         try:
@@ -356,12 +380,16 @@ class LibvirtDomain:
                 out["qemu_log"] = Path(self.backend.qemu_log_path(self.name)).read_text(
                     encoding="utf-8", errors="replace")
         if self.backend.host_command is not None:
-            from harness.collect.commands import HOST_DMESG
+            from harness.collect.commands import HOST_DMESG, HOST_QEMU_LOG, SAFE_NAME
 
-            try:
-                out["host_dmesg"] = self.backend.host_command(HOST_DMESG)
-            except Exception as exc:  # evidence is best effort; the boot is recorded anyway
-                out["host_dmesg_error"] = str(exc)
+            wanted = {"host_dmesg": HOST_DMESG}
+            if self.backend.remote and re.fullmatch(SAFE_NAME, self.name):
+                wanted["qemu_log"] = HOST_QEMU_LOG.format(name=self.name)
+            for key, cmd in wanted.items():
+                try:
+                    out[key] = self.backend.host_command(cmd)
+                except Exception as exc:  # evidence is best effort; the boot is kept anyway
+                    out[f"{key}_error"] = str(exc)
         return out
 
     def ssh_endpoint(self) -> tuple[str, int]:

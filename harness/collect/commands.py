@@ -14,6 +14,10 @@ NPROC: Final = "nproc"
 # warm reboot: detach so the SSH command returns before the connection drops
 REBOOT: Final = "nohup sh -c 'sleep 1; reboot' >/dev/null 2>&1 &"
 HOST_DMESG: Final = "dmesg"
+# libvirt's QEMU log of one domain on a remote host; {name} is a harness domain name,
+# checked against SAFE_NAME before use
+HOST_QEMU_LOG: Final = "cat /var/log/libvirt/qemu/{name}.log"
+SAFE_NAME: Final = r"[A-Za-z0-9_.-]+"
 
 # what is collected after every successful login, name -> command (in this order)
 GUEST_COLLECT: Final[tuple[tuple[str, str], ...]] = (

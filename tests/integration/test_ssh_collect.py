@@ -310,3 +310,32 @@ def test_boot_loop_collects_over_real_ssh(server: Server, tmp_path: Path) -> Non
     assert (tmp_path / "run" / cell.safe_id / "0" / "dmesg.txt").read_text() == (
         DATA / "dmesg.txt").read_text()
     assert backend.defined == {}
+
+
+def test_host_evidence_over_ssh(server: Server, tmp_path: Path) -> None:
+    """Host-side evidence: the backend runs the fixed host command over SSH to the host
+    (here the test server plays the host; the domain lives on libvirt's test driver)."""
+    pytest.importorskip("libvirt", reason="libvirt-python is not installed")
+    from harness.backend.base import BootRequest
+    from harness.backend.libvirt import LibvirtBackend
+    from harness.collect.ssh import run_on_host
+    from harness.inventory import GuestSpec, HostSpec
+    from harness.model import Cell
+
+    node = (Path(__file__).parent.parent / "data" / "libvirt" / "ft2500-node.xml").resolve()
+    cfg = server.cfg(port=server.port)
+    backend = LibvirtBackend(f"test://{node}",
+                             host_command=lambda c: run_on_host("127.0.0.1", cfg, c, 10).stdout)
+    guest = GuestSpec.model_validate({"boot": {"kernel": "/boot/vmlinuz"}})
+    cell = Cell(id="h/g/vcpu2", matrix="t", host="h", guest="g", vcpus=2, boots=1)
+    req = BootRequest(run_id="r", cell=cell, host_name="h",
+                      host=HostSpec(uri=f"test://{node}", network={"type": "bridge"}),  # type: ignore[arg-type]
+                      guest_name="g", guest=guest, domain_name="hb-r-h.g.vcpu2-0",
+                      boot_index=0, workdir=tmp_path)
+    dom = backend.define(req)
+    try:
+        ev = dom.evidence()
+    finally:
+        dom.undefine()
+        backend.close()
+    assert ev["host_dmesg"] == (DATA / "dmesg.txt").read_text()
