@@ -115,7 +115,8 @@ class Runner:
                  on_event: Callable[[Event], None] | None = None,
                  backend_for: BackendFor | None = None,
                  connector_for: ConnectorFor | None = None,
-                 hooks_for: Any = None) -> None:
+                 hooks_for: Any = None,
+                 store_factory: Callable[[Path], Store] = Store) -> None:
         self.matrix = matrix
         self.lab = matrix.lab
         self.options = options or RunOptions()
@@ -123,6 +124,7 @@ class Runner:
         self._backend_for = backend_for
         self._connector_for = connector_for
         self._hooks_for = hooks_for
+        self._store_factory = store_factory
         self._scheduler: Scheduler | None = None
         self._loop: Any = None
         self._stop = threading.Event()
@@ -236,7 +238,7 @@ class Runner:
         o = self.options
         db = o.db or default_db_path(self.lab.name, self.lab.spec.results, o.reports_dir)
         t0 = time.monotonic()
-        with Store(db) as store:
+        with self._store_factory(db) as store:
             if o.resume:
                 info = store.get_run(o.resume)
                 if info.matrix != self.matrix.name:

@@ -1,0 +1,145 @@
+"""Harness throughput with zero-latency simulated boots, recording included: the whole
+pipeline except libvirt and SSH (runner, scheduler, boot loop, sim backend, collection,
+classifier, artifacts on disk, SQLite store with one transaction per boot).
+
+Prints boots per second for the run as ``harness run`` does it, once with the store as
+shipped and once with SQLite ``synchronous=NORMAL`` (WAL: still safe against kill -9, not
+against power loss) to show what the per-commit fsync costs, then a per-stage breakdown
+measured in one thread. Target (issue 6): >= 500 boots/s.
+
+    python benchmarks/bench_sim_throughput.py [--boots 20] [--max-per-host N] [--chunk 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sqlite3
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import harness.bootloop as bootloop_mod
+from harness.backend.sim import SimLab
+from harness.bootloop import BootLoop
+from harness.matrix import load_matrix
+from harness.runner import Runner, RunOptions
+from harness.sim.clock import SimClock
+from harness.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+LAB = (ROOT / "matrices" / "labs" / "eas-66611-sim-lab.yaml").read_text()
+MATRIX = (ROOT / "matrices" / "eas-66611-sim.yaml").read_text()
+
+
+class NormalSyncStore(Store):
+    """The shipped store with ``PRAGMA synchronous = NORMAL`` on each connection."""
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = super()._conn()
+        if not getattr(self._local, "normal", False):
+            conn.execute("PRAGMA synchronous = NORMAL")
+            self._local.normal = True
+        return conn
+
+
+def zero_latency(folder: Path) -> Path:
+    """The eas-66611 sim matrix with boots that take no (real) time and never hang:
+    failures panic at once, so the throughput is the harness's own."""
+    lab = LAB.replace("boot_seconds: {mean: 40, sd: 8}", "boot_seconds: {mean: 1, sd: 0}")
+    lab = lab.replace("panic: 0.5 ", "panic: 1.0 ")
+    (folder / "labs").mkdir(parents=True, exist_ok=True)
+    (folder / "labs" / "eas-66611-sim-lab.yaml").write_text(lab)
+    (folder / "m.yaml").write_text(MATRIX)
+    return folder / "m.yaml"
+
+
+def run_once(matrix: Path, folder: Path, boots: int, store_factory: Callable[[Path], Store],
+             max_per_host: int | None, chunk: int) -> tuple[int, float, float]:
+    m = load_matrix(matrix)
+    runner = Runner(m, RunOptions(boots=boots, time_scale=0, write_reports=False,
+                                  reports_dir=folder, max_per_host=max_per_host,
+                                  chunk_size=chunk),
+                    store_factory=store_factory)
+    t = time.perf_counter()
+    s = runner.run()
+    return s.booted, time.perf_counter() - t, s.utilization
+
+
+def breakdown(matrix: Path, folder: Path, n: int) -> dict[str, float]:
+    """Milliseconds per boot in each stage, one thread, store as shipped."""
+    m = load_matrix(matrix)
+    clock = SimClock(0)
+    sim = SimLab(m.lab, clock)
+    spent: dict[str, float] = {"store.record": 0.0, "classify": 0.0, "artifacts": 0.0}
+
+    def timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*a: Any, **kw: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return fn(*a, **kw)
+            finally:
+                spent[name] += time.perf_counter() - t
+        return wrapper
+
+    from harness.classify import classify
+
+    original = bootloop_mod.write_artifacts
+    bootloop_mod.write_artifacts = timed("artifacts", original)  # type: ignore[assignment]
+    try:
+        with Store(folder / "breakdown.db") as store:
+            store.create_run("b", m.name, m.cells)
+            store.record = timed("store.record", store.record)  # type: ignore[method-assign]
+            loop = BootLoop(sim.backend_for, sim.connector_for, store, m.lab, folder / "b",
+                            "b", classify=timed("classify", classify), clock=clock.now,
+                            sleep=clock.sleep)
+            done = 0
+            t = time.perf_counter()
+            while done < n:
+                for cell in m.cells:
+                    for _ in loop.run_chunk(cell, range(done // len(m.cells),
+                                                        done // len(m.cells) + 1)):
+                        done += 1
+            total = time.perf_counter() - t
+    finally:
+        bootloop_mod.write_artifacts = original  # type: ignore[assignment]
+    out = {k: 1000 * v / done for k, v in spent.items()}
+    out["sim + boot loop + collection"] = 1000 * total / done - sum(out.values())
+    out["total"] = 1000 * total / done
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--boots", type=int, default=20, help="boots per cell (48 cells)")
+    ap.add_argument("--max-per-host", type=int, default=None,
+                    help="slots per host (default: the lab's, 4 each on 2 hosts)")
+    ap.add_argument("--chunk", type=int, default=5)
+    a = ap.parse_args()
+    load = os.getloadavg()
+    print(f"command: python {' '.join(sys.argv)}")
+    print(f"python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, "
+          f"{os.cpu_count()} CPUs, load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
+    print(f"matrix: eas-66611-sim (48 cells) x {a.boots} boots, time scale 0, zero-latency "
+          f"boots, slots per host {a.max_per_host or 'from the lab (4)'}, chunk {a.chunk}")
+    with tempfile.TemporaryDirectory() as d:
+        folder = Path(d)
+        matrix = zero_latency(folder)
+        for label, factory in (("store as shipped (synchronous=FULL)", Store),
+                               ("store with synchronous=NORMAL", NormalSyncStore)):
+            sub = folder / label.split()[2]
+            sub.mkdir()
+            n, secs, util = run_once(matrix, sub, a.boots, factory, a.max_per_host, a.chunk)
+            print(f"  {label:40s} {n} boots in {secs:5.2f}s = {n / secs:6.0f} boots/s "
+                  f"(slots busy {100 * util:.0f}%)")
+        print("per-stage cost, one thread, store as shipped (ms per boot):")
+        for k, v in breakdown(matrix, folder, min(480, 48 * a.boots)).items():
+            print(f"  {k:32s} {v:6.2f}")
+
+
+if __name__ == "__main__":
+    main()
