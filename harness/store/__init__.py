@@ -8,6 +8,8 @@ boot, raw artifacts on disk beside it. Details and rules: docs/results.md.
                                matrix_file=str(matrix.file), config={...versions...},
                                artifacts_dir="reports/<run-id>")
         # ... or, to continue: store.resume_run(run_id, matrix.cells)
+        # ... or, from several processes at once: store.join_run(run_id, matrix.name, cells)
+        #     (creates it once, else joins; store.add_cells adds cells, status untouched)
         done = store.recorded(run.id, cell.id)      # boot indices already done (resume)
         store.record(boot_result)                   # ResultSink: atomic and idempotent
         store.counts(run.id)                        # {cell_id: CellCounts} (progress)

@@ -242,10 +242,31 @@ class Store:
         return self.get_run(run_id)
 
     def add_cells(self, run_id: str, cells: Sequence[Cell]) -> None:
-        """Add cells not yet known to a run (several writers may add the same cell)."""
+        """Add cells not yet known to a run (several writers may add the same cell; known
+        ones are kept as first registered); the run's status is not touched."""
         self.get_run(run_id)
         with self._write() as c:
             self._add_cells(c, run_id, cells)
+
+    def join_run(self, run_id: str, matrix: str, cells: Sequence[Cell], *,
+                 matrix_file: str = "", config: Mapping[str, Any] | None = None,
+                 artifacts_dir: str | Path | None = None) -> RunInfo:
+        """Create the run if no process has yet, else join it; either way add the missing
+        cells. Atomic: several processes may call it at once (e.g. pytest-xdist workers).
+        ConfigError if the run exists for another matrix."""
+        if not run_id or safe_name(run_id) != run_id:
+            raise ConfigError(f"run id {run_id!r} may only use letters, digits, '_', '.', '-'")
+        with self._write() as c:
+            c.execute("INSERT OR IGNORE INTO runs (id, matrix, matrix_file, config, started, "
+                      "status, artifacts_dir) VALUES (?, ?, ?, ?, ?, 'running', ?)",
+                      (run_id, matrix, str(matrix_file), codec.dumps(dict(config or {})),
+                       time.time(), None if artifacts_dir is None else str(artifacts_dir)))
+            have = c.execute("SELECT matrix FROM runs WHERE id = ?", (run_id,)).fetchone()[0]
+            if have != matrix:
+                raise ConfigError(f"run {run_id!r} in {self.path} is a run of matrix "
+                                  f"{have!r}, not of {matrix!r}")
+            self._add_cells(c, run_id, cells)
+        return self.get_run(run_id)
 
     def mark_finished(self, run_id: str, status: str = "finished",
                       finished: float | None = None) -> None:

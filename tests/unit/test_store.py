@@ -227,3 +227,34 @@ def test_paths_and_ids() -> None:
     assert default_db_path("lab-a", Path("/data/r.db")) == Path("/data/r.db")
     assert artifact_dir(Path("reports/r1"), cells()[0], 7) == \
         Path("reports/r1/node-1.es11.vcpu16/7")
+
+
+def test_add_cells_keeps_the_status_and_known_cells(store: Store, run_id: str) -> None:
+    store.mark_finished(run_id, status="incomplete", finished=5.0)
+    changed = replace(cells()[0], boots=99)  # known already: kept as first registered
+    extra = replace(cells()[1], id="node-3/es10/vcpu2", vcpus=2)
+    store.add_cells(run_id, [changed, extra])
+    assert store.get_run(run_id).status == "incomplete"
+    assert store.cells(run_id) == [*cells(), extra]
+    with pytest.raises(ConfigError, match="no run"):
+        store.add_cells("nope", [extra])
+
+
+def test_join_run_creates_once_and_joins_after(store: Store) -> None:
+    import threading
+
+    infos = []
+
+    def join() -> None:
+        infos.append(store.join_run("shared", "nightly", cells(), config={"w": 1}))
+
+    threads = [threading.Thread(target=join) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({(i.id, i.started) for i in infos}) == 1
+    assert [r.id for r in store.list_runs()] == ["shared"]
+    assert store.cells("shared") == cells()
+    with pytest.raises(ConfigError, match="is a run of matrix 'nightly', not of 'other'"):
+        store.join_run("shared", "other", cells())
