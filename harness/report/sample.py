@@ -206,10 +206,11 @@ def record_sample_run(store: Any, run_id: str, run_dir: Path, *, hosts: int = 3,
                       guests: tuple[str, ...] = GUESTS, vcpus: tuple[int, ...] = (4, 8),
                       boots: int = 20, seed: int = 7, scale: float = 1.0,
                       started: float = 1_795_000_000.0, matrix: str = "ft2500-sample",
-                      extra: tuple[int, ...] = ()) -> list[Cell]:
+                      extra: tuple[int, ...] = (), ok_artifacts: bool = True) -> list[Cell]:
     """Record a synthetic FT-2500-like run in ``store`` (a ``harness.store.Store``) with
     dmesg/console artifacts under ``run_dir``; ``scale`` multiplies the failure rates
-    (a later run with another scale is "worse" or "better")."""
+    (a later run with another scale is "worse" or "better"); ``ok_artifacts=False``
+    writes no files for boots that were ok (reports never read them)."""
     rng = random.Random(seed)
     cells = []
     for h in range(1, hosts + 1):
@@ -245,10 +246,11 @@ def record_sample_run(store: Any, run_id: str, run_dir: Path, *, hosts: int = 3,
             offline = rng.randrange(1, cell.vcpus) if (not failure
                                                        and u < 0.015 + p_off) else None
             lines, finds = _dmesg(cell.vcpus, offline)
-            folder.mkdir(parents=True, exist_ok=True)
             arts = []
-            (folder / "dmesg.txt").write_text("\n".join(lines) + "\n")
-            arts.append(("dmesg", str(rel / "dmesg.txt")))
+            if ok_artifacts or failure or offline:
+                folder.mkdir(parents=True, exist_ok=True)
+                (folder / "dmesg.txt").write_text("\n".join(lines) + "\n")
+                arts.append(("dmesg", str(rel / "dmesg.txt")))
             findings = tuple(Finding(k, ln, lines[ln - 1].split("] ", 1)[1], cpu)
                              for k, ln, cpu in finds)
             if failure:
