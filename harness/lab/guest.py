@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.lab import elf
 from harness.lab.cpio import Entry, archive
 
 # QEMU user-mode networking: the guest is 10.0.2.15, the gateway 10.0.2.2
@@ -19,6 +20,8 @@ GUEST_IP = "10.0.2.15/24"
 GATEWAY = "10.0.2.2"
 # modules that give the guest a virtio-net eth0 (deps are resolved from .modinfo)
 NET_MODULES = ("virtio_pci", "virtio_net")
+LIBDIR = "lib/aarch64-linux-gnu"
+LOADER = "ld-linux-aarch64.so.1"
 BANNER = "vmbh-guest"  # printed on the console by the guest's init
 HOST_KEY_PATH = "etc/dropbear/dropbear_ed25519_host_key"
 # busybox applets linked at build time (the rest by `busybox --install -s` at boot)
@@ -131,6 +134,37 @@ class GuestInputs:
     host_key: bytes  # dropbear-format host key
 
 
+def _soname_index(lib_roots: tuple[Path, ...]) -> dict[str, Path]:
+    index: dict[str, Path] = {}
+    for root in lib_roots:
+        for sub in ("lib", "usr/lib"):
+            for _rel, p in _tree(root, sub):
+                if ".so" in p.name:
+                    index.setdefault(p.name, p)
+    return index
+
+
+def shared_libs(binary: Path, lib_roots: tuple[Path, ...]) -> list[tuple[str, bytes]]:
+    """(archive path, content) of every library ``binary`` needs, transitively, all in
+    ``lib/aarch64-linux-gnu``; ``ValueError`` names a library no package provides."""
+    index = _soname_index(lib_roots)
+    out: list[tuple[str, bytes]] = []
+    todo = list(elf.needed(binary.read_bytes()))
+    done: set[str] = set()
+    while todo:
+        so = todo.pop(0)
+        if so in done:
+            continue
+        done.add(so)
+        if so not in index:
+            raise ValueError(f"{binary.name} needs {so}, which none of the extracted "
+                             "library packages provides")
+        data = index[so].resolve().read_bytes()
+        out.append((f"{LIBDIR}/{so}", data))
+        todo.extend(elf.needed(data))
+    return out
+
+
 def _dirs_for(path: str, have: set[str]) -> Iterator[Entry]:
     parts = path.split("/")[:-1]
     for i in range(1, len(parts) + 1):
@@ -180,17 +214,9 @@ def build_initramfs(inp: GuestInputs, variant: GuestVariant) -> bytes:
                        (inp.dropbear / "usr/sbin/dropbear").read_bytes(), 0o755))
         add(Entry.file(HOST_KEY_PATH, inp.host_key, 0o600))
         add(Entry.file("root/.ssh/authorized_keys", (inp.authorized_key + "\n").encode(), 0o600))
-        seen: set[str] = set()
-        for root in inp.lib_roots:
-            for sub in ("lib", "usr/lib"):
-                for rel, p in _tree(root, sub):
-                    if rel in seen or "/gconv/" in rel or "/audit/" in rel:
-                        continue
-                    seen.add(rel)
-                    if p.is_symlink():
-                        add(Entry.symlink(rel, str(p.readlink())))
-                    else:
-                        add(Entry.file(rel, p.read_bytes(), 0o755))
+        for rel, data in shared_libs(inp.dropbear / "usr/sbin/dropbear", inp.lib_roots):
+            add(Entry.file(rel, data, 0o755))
+        add(Entry.symlink(f"lib/{LOADER}", f"{LIBDIR}/{LOADER}"))
     for m in modules:
         add(Entry.file(f"lib/modules/{m}.ko", index[m].read_bytes()))
     add(Entry.file("etc/init.d/rcS", rcs_script(modules, variant.ssh).encode(), 0o755))
