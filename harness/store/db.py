@@ -113,7 +113,7 @@ class Store:
             raise ConfigError(f"{self.path} is a folder, not a results database")
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._conns: list[sqlite3.Connection] = []
+        self._conns: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._migrate()
 
     # --- connections and transactions -------------------------------------------------
@@ -134,8 +134,13 @@ class Store:
             conn.execute("PRAGMA synchronous = FULL")
         except sqlite3.DatabaseError as e:
             raise ConfigError(f"{self.path} is not a results database (SQLite): {e}") from None
-        with self._lock:
-            self._conns.append(conn)
+        with self._lock:  # close the connections of threads that have ended
+            dead = [c for t, c in self._conns if not t.is_alive()]
+            self._conns = [(t, c) for t, c in self._conns if t.is_alive()]
+            self._conns.append((threading.current_thread(), conn))
+        for old in dead:
+            with contextlib.suppress(sqlite3.Error):
+                old.close()
         self._local.conn = conn
         return conn
 
@@ -146,15 +151,16 @@ class Store:
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
 
     def close(self) -> None:
         with self._lock:
             conns, self._conns = self._conns, []
-        for c in conns:
+        for _, c in conns:
             with contextlib.suppress(sqlite3.Error):
                 c.close()
         self._local = threading.local()

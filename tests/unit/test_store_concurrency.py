@@ -64,3 +64,14 @@ def test_threads_writing_overlapping_boots(tmp_path: Path) -> None:
             th.join()
         assert errors == []
         check(store)
+
+
+def test_connections_of_ended_threads_are_closed(tmp_path: Path) -> None:
+    with Store(tmp_path / "lab.db") as store:
+        store.create_run("r", "m", CELLS)
+        for i in range(30):  # a thread per boot: connections must not pile up
+            t = threading.Thread(target=store.record, args=(result(0, i),))
+            t.start()
+            t.join()
+        assert len(store._conns) <= 2
+        assert store.recorded("r", CELLS[0].id) == set(range(30))
