@@ -132,6 +132,9 @@ class Store:
             if str(mode).lower() != "wal":
                 raise StoreError(f"{self.path}: cannot switch to WAL (journal mode {mode})")
             conn.execute("PRAGMA synchronous = FULL")
+        except sqlite3.OperationalError as e:
+            raise ConfigError(f"cannot open the results database {self.path}: {e} "
+                              "(it needs read and write access to it and its folder)") from None
         except sqlite3.DatabaseError as e:
             raise ConfigError(f"{self.path} is not a results database (SQLite): {e}") from None
         with self._lock:  # close the connections of threads that have ended
@@ -174,10 +177,15 @@ class Store:
     def _migrate(self) -> None:
         conn = self._conn()
         try:
-            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master "
+                                                 "WHERE type = 'table'")}
         except sqlite3.DatabaseError as e:
             self.close()
             raise ConfigError(f"{self.path} is not a results database (SQLite): {e}") from None
+        if tables and "schema_version" not in tables:
+            self.close()
+            raise ConfigError(f"{self.path} is an SQLite database but not a results database "
+                              f"(tables: {', '.join(sorted(tables)[:5])}); choose another file")
         version = 0
         try:
             with self._write() as c:
@@ -324,6 +332,9 @@ class Store:
             raise StoreError(f"cannot record boot {result.index} of cell {result.cell_id!r} "
                              f"in run {result.run_id!r}: {e} (was the run created with this "
                              "cell?)") from None
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot record boot {result.index} of cell {result.cell_id!r} "
+                             f"in {self.path}: {e}") from None
 
     def record_many(self, results: Iterable[BootResult]) -> None:
         """Several boots in one transaction (imports, tests)."""
@@ -331,9 +342,9 @@ class Store:
             with self._write() as c:
                 for r in results:
                     self._record(c, r)
-        except sqlite3.IntegrityError as e:
-            raise StoreError(f"cannot record these boots (none was): {e} (was the run "
-                             "created with these cells?)") from None
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot record these boots in {self.path} (none was): {e} "
+                             "(was the run created with these cells?)") from None
 
     def _record(self, c: sqlite3.Connection, r: BootResult) -> None:
         now = time.time()

@@ -196,6 +196,20 @@ def test_user_mistakes_are_config_errors_saying_what(store: Store, run_id: str,
     junk.write_bytes(b"this is not sqlite at all, just text " * 100)
     with pytest.raises(ConfigError, match=r"junk\.db is not a results database"):
         Store(junk)
+    other = tmp_path / "other.db"
+    conn = sqlite3.connect(other)
+    conn.execute("CREATE TABLE photos (id INTEGER)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(ConfigError, match=r"not a results database \(tables: photos\)"):
+        Store(other)
+    conn = sqlite3.connect(other)  # and it was left alone
+    assert [r[0] for r in conn.execute("SELECT name FROM sqlite_master")] == ["photos"]
+    conn.close()
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ConfigError, match="cannot create the results folder"):
+        Store(blocker / "sub" / "lab.db")
 
 
 def test_a_boot_of_an_unknown_cell_is_refused(store: Store, run_id: str) -> None:
