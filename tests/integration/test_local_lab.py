@@ -1,0 +1,171 @@
+"""The local lab for real: Debian arm64 kernels under QEMU (TCG) via libvirt's in-process
+QEMU driver, through the whole pipeline (libvirt, SSH, classify, SQLite store).
+
+Needs qemu-system-aarch64 and libvirt's QEMU driver (skipped, saying so, without them),
+and ``harness lab setup`` (run here when needed: idempotent, seconds once built). Each
+test module uses its own short embed root under /tmp and removes it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.lab import doctor
+from harness.lab.paths import layout
+from harness.model import Outcome
+
+pytestmark = pytest.mark.integration
+
+_missing = [c.name for c in doctor.host_checks()
+            if not c.ok and c.name in ("qemu-system-aarch64", "libvirt QEMU driver",
+                                       "python libvirt module")]
+if _missing:
+    pytest.skip(f"local lab needs {', '.join(_missing)} (apt-get install qemu-system-arm "
+                "libvirt-daemon-driver-qemu)", allow_module_level=True)
+
+LAB = """\
+name: it-local
+hosts:
+  clean:
+    uri: qemu:///embed?root={root}/libvirt
+    domain_type: qemu
+    cpu_model: cortex-a72
+    network: {{type: user}}
+    storage_dir: {root}/run
+  stall:
+    uri: qemu:///embed?root={root}/libvirt
+    domain_type: qemu
+    cpu_model: cortex-a72
+    network: {{type: user}}
+    storage_dir: {root}/run
+    fault:
+      stall: {{probability: 1.0, seconds: 600}}
+  down:
+    uri: qemu+unix:///system?socket={root}/no-libvirtd.sock
+    network: {{type: user}}
+guests:
+  arm64:
+    boot:
+      kernel: ${{cache}}/guests/arm64/vmlinuz
+      initrd: ${{cache}}/guests/arm64/initrd-ssh.cpio
+      cmdline: console=ttyAMA0
+    ssh:
+      key: ${{cache}}/keys/id_ed25519
+  nossh:
+    boot:
+      kernel: ${{cache}}/guests/arm64/vmlinuz
+      initrd: ${{cache}}/guests/arm64/initrd-nossh.cpio
+      cmdline: console=ttyAMA0
+    ssh:
+      key: ${{cache}}/keys/id_ed25519
+ssh: {{accept_new_host_keys: true}}
+"""
+
+MATRIX = """\
+name: {name}
+lab: lab.yaml
+axes:
+  host: [{host}]
+  guest: [{guest}]
+  vcpus: [{vcpus}]
+boots: 1
+memory_mib: 512
+timeouts: {{boot: {boot}, ssh: 5, command: 30, shutdown: 5}}
+"""
+
+
+@pytest.fixture(scope="module")
+def lab_dir() -> Iterator[Path]:
+    from harness.lab.setup import setup
+
+    setup(layout(), install=os.geteuid() == 0)
+    # short: QEMU's monitor socket lives under <root>/libvirt/lib/qemu/domain-N-<name>/
+    root = Path(tempfile.mkdtemp(prefix="vmbh5-", dir="/tmp"))
+    (root / "lab.yaml").write_text(LAB.format(root=root))
+    from harness.lab.embed import write_qemu_conf
+
+    write_qemu_conf(root / "libvirt")
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _run(lab_dir: Path, name: str, host: str, guest: str, vcpus: int, boot: int = 180) -> Any:
+    from harness.matrix import load_matrix
+    from harness.runner import Runner, RunOptions
+    from harness.store import Store
+
+    mfile = lab_dir / f"{name}.yaml"
+    mfile.write_text(MATRIX.format(name=name, host=host, guest=guest, vcpus=vcpus, boot=boot))
+    summary = Runner(load_matrix(mfile), RunOptions(
+        reports_dir=lab_dir / "reports", db=lab_dir / "results.db", write_reports=False)).run()
+    with Store(summary.db) as store:
+        boots = store.boots(summary.run_id)
+        infra = store.infra_events(summary.run_id)
+        counts = store.counts(summary.run_id)
+    return summary, boots, infra, counts
+
+
+def _text(run_dir: Path, rel: str) -> str:
+    return (run_dir / rel).read_text(encoding="utf-8", errors="replace")
+
+
+def test_clean_boot_has_every_cpu_online(lab_dir: Path) -> None:
+    summary, boots, infra, _ = _run(lab_dir, "clean", "clean", "arm64", 4)
+    assert infra == []
+    (b,) = boots
+    assert b.outcome is Outcome.OK, b.reason
+    assert b.online_cpus == (0, 1, 2, 3) and b.offline_cpus == ()
+    release = (layout().guest("arm64") / "release").read_text().strip()
+    assert b.kernel_release == release
+    dmesg = _text(summary.run_dir, dict(b.artifacts)["dmesg"])
+    assert "smp: Brought up 1 node, 4 CPUs" in dmesg
+    assert not list((lab_dir / "libvirt").glob("lib/qemu/domain-*"))  # domain gone
+
+
+def test_injected_stall_is_found_as_vcpu_offline_with_its_cpu(lab_dir: Path) -> None:
+    summary, boots, infra, _ = _run(lab_dir, "stall", "stall", "arm64", 4)
+    assert infra == []
+    (b,) = boots
+    stalled = dict(b.extra)["hook"]["stall"]
+    assert stalled in (1, 2, 3)
+    assert b.outcome is Outcome.VCPU_OFFLINE, b.reason
+    assert b.offline_cpus == (stalled,)
+    assert b.online_cpus == tuple(c for c in range(4) if c != stalled)
+    kinds = {(f.kind, f.cpu) for f in b.findings}
+    assert ("cpu_failed_online", stalled) in kinds
+    dmesg = _text(summary.run_dir, dict(b.artifacts)["dmesg"])
+    assert f"CPU{stalled}: failed to come online" in dmesg
+    assert f"CPU{stalled}: failed in unknown state : 0x0" in dmesg
+    # the injector left nothing behind: no cgroup of ours, the thread's process is gone
+    assert not list(Path("/sys/fs/cgroup").glob("*/vmbh-stall-*"))
+    tid = dict(b.extra)["hook"]["stall_thread"]
+    assert not Path(f"/proc/{tid}").exists()
+
+
+def test_guest_without_ssh_is_a_boot_failure_with_console_evidence(lab_dir: Path) -> None:
+    summary, boots, infra, counts = _run(lab_dir, "nossh", "clean", "nossh", 2, boot=60)
+    assert infra == []
+    (b,) = boots
+    assert b.outcome is Outcome.BOOT_FAILURE
+    assert "no SSH within 60s" in b.reason
+    console = _text(summary.run_dir, dict(b.artifacts)["console"])
+    assert "vmbh-guest: this guest never starts an SSH server" in console
+    assert "Linux version" in console
+    assert counts["clean/nossh/vcpu2"].boot_failure == 1
+
+
+def test_unreachable_libvirt_is_infra_error_not_a_guest_failure(lab_dir: Path) -> None:
+    _summary, boots, infra, counts = _run(lab_dir, "down", "down", "arm64", 2)
+    c = counts["down/arm64/vcpu2"]
+    assert c.infra_error >= 1 and c.n == 0 and c.boot_failure == 0
+    assert all(b.outcome is Outcome.INFRA_ERROR for b in boots)
+    assert infra and all("libvirt" in e.reason for e in infra)
