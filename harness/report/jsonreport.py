@@ -61,6 +61,7 @@ def _change(c: CellChange) -> dict[str, Any]:
         "p_value": c.p_value,
         "p_adjusted": c.p_adjusted,
         "direction": c.direction,
+        "test": c.test,
     }
 
 

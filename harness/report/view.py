@@ -162,6 +162,7 @@ class CellChange:
     p_adjusted: float
     significant: bool
     direction: str  # "worse" | "better" | "same"
+    test: str = ""  # "boschloo", "fisher" or "none" (nothing to compare)
 
 
 @dataclass(frozen=True)
@@ -177,6 +178,7 @@ class SignatureChange:
     direction: str  # "worse" | "better" | "same"
     new: bool = False  # never seen in run a
     gone: bool = False  # seen in run a, not in run b
+    test: str = ""
 
 
 @dataclass(frozen=True)

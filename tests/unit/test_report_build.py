@@ -212,3 +212,22 @@ def test_compare_fail_on_worse_exit_status(lab, monkeypatch):
                          standalone_mode=False).return_value == 1
     assert runner.invoke(cli, ["compare", "r3", "r1", "--fail-on-worse"],
                          standalone_mode=False).return_value == 0
+
+
+def test_screened_exact_tests_agree_with_boschloo_where_it_matters():
+    from harness.report.compare import exact_p_values
+
+    tables = [(0, 50, 0, 50), (3, 50, 4, 50), (1, 50, 9, 50), (0, 50, 12, 50),
+              (20, 50, 22, 50), (5, 30, 5, 30), (50, 50, 50, 50)]
+    screened = exact_p_values(tables, screen=0.2)
+    full = [stats.exact_test(*t, "two-sided") for t in tables]
+    for (p, method), (pb, mb) in zip(screened, full, strict=True):
+        if method == "fisher":
+            assert p >= 0.2 and p >= pb  # Fisher is never below Boschloo: conservative
+        else:
+            assert (p, method) == (pb, mb)
+    assert [m for _, m in screened][:4] == ["none", "fisher", "boschloo", "boschloo"]
+    # the same cells are significant after Holm either way
+    holm_s = stats.holm([p for p, _ in screened])
+    holm_f = stats.holm([p for p, _ in full])
+    assert [p < 0.05 for p in holm_s] == [p < 0.05 for p in holm_f]
