@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 from typing import Any
@@ -74,6 +75,14 @@ def boot_row(r: BootResult) -> tuple[Any, ...]:
         dumps([list(t) for t in r.timings]), dumps([list(a) for a in r.artifacts]),
         dumps([list(e) for e in r.extra]),
     )
+
+
+def digest(r: BootResult) -> str:
+    """Identifies one result by its whole content (the same result recorded twice)."""
+    findings = [[f.kind, f.line, f.text, f.cpu, f.errno] for f in r.findings]
+    sigs = [[x.kind, x.title] for x in r.signatures]
+    text = dumps([list(boot_row(r)), findings, sigs])
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def _load(text: str) -> list[Any]:

@@ -350,8 +350,10 @@ class Store:
         now = time.time()
         outcome = Outcome(r.outcome)
         if outcome is Outcome.INFRA_ERROR:
-            c.execute("INSERT OR IGNORE INTO infra_events VALUES (?, ?, ?, ?, ?, ?)",
-                      (r.run_id, r.cell_id, r.index, r.attempt, r.reason, now))
+            c.execute("INSERT OR IGNORE INTO infra_events (run_id, cell_id, idx, attempt, "
+                      "reason, recorded, digest) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                      (r.run_id, r.cell_id, r.index, r.attempt, r.reason, now,
+                       codec.digest(r)))
         old = c.execute("SELECT id, outcome FROM boots WHERE run_id = ? AND cell_id = ? "
                         "AND idx = ?", (r.run_id, r.cell_id, r.index)).fetchone()
         if old is not None:
@@ -418,7 +420,7 @@ class Store:
     def infra_events(self, run_id: str) -> list[InfraEvent]:
         rows = self._conn().execute(
             "SELECT cell_id, idx, attempt, reason, recorded FROM infra_events "
-            "WHERE run_id = ? ORDER BY recorded, cell_id, idx, attempt", (run_id,))
+            "WHERE run_id = ? ORDER BY id", (run_id,))
         return [InfraEvent(*r) for r in rows]
 
     def load_run(self, run_id: str, *, with_findings: bool = True) -> RunData:

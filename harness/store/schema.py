@@ -91,5 +91,28 @@ V2: tuple[str, ...] = (
        WHERE outcome = 'infra_error'""",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (V1, V2)  # MIGRATIONS[i] makes version i + 1
+# v3: an infrastructure error re-done on resume (same index, attempt 1 again) is a new
+# event; only the very same result recorded twice is one. Events get an id and a digest
+# of the whole result instead of the (index, attempt) key.
+V3: tuple[str, ...] = (
+    """CREATE TABLE infra_events_v3 (
+        id INTEGER PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        cell_id TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        attempt INTEGER NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        recorded REAL NOT NULL,
+        digest TEXT NOT NULL,
+        UNIQUE (run_id, cell_id, idx, digest),
+        FOREIGN KEY (run_id, cell_id) REFERENCES cells (run_id, id) ON DELETE CASCADE
+    )""",
+    """INSERT INTO infra_events_v3 (run_id, cell_id, idx, attempt, reason, recorded, digest)
+       SELECT run_id, cell_id, idx, attempt, reason, recorded, 'v2:' || attempt
+       FROM infra_events ORDER BY recorded""",
+    "DROP TABLE infra_events",
+    "ALTER TABLE infra_events_v3 RENAME TO infra_events",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (V1, V2, V3)  # MIGRATIONS[i] makes version i + 1
 LATEST = len(MIGRATIONS)

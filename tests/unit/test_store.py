@@ -75,7 +75,7 @@ def full_result(index: int = 0) -> BootResult:
 
 
 def test_a_new_database_has_the_latest_schema_and_wal(store: Store) -> None:
-    assert store.schema_version == SCHEMA_VERSION == 2
+    assert store.schema_version == SCHEMA_VERSION == 3
     conn = sqlite3.connect(store.path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -130,6 +130,10 @@ def test_an_infrastructure_error_is_redone_and_kept_in_history(store: Store, run
     (event,) = store.infra_events(run_id)
     assert (event.cell_id, event.index, event.attempt, event.reason) == \
         (cell, 2, 1, "libvirt: timeout")
+    # the same boot re-done after a resume failing again is a second event
+    store.record(replace(infra, index=3, timings=(("start", 1.0),)))
+    store.record(replace(infra, index=3, timings=(("start", 2.0),)))
+    assert [e.index for e in store.infra_events(run_id)] == [2, 3, 3]
     # a guest outcome is never replaced by a later infrastructure error
     store.record(BootResult(run_id, cell, 0, Outcome.INFRA_ERROR, attempt=3))
     assert store.counts(run_id)[cell].ok == 1
