@@ -31,3 +31,20 @@ def needed(data: bytes) -> list[str]:
                 end = data.index(b"\0", stroff + val)
                 out.append(data[stroff + val:end].decode())
     return out
+
+
+PT_INTERP = 3
+
+
+def interpreter(data: bytes) -> str | None:
+    """The program interpreter (``PT_INTERP``, e.g. ``/lib/ld-linux-aarch64.so.1``)."""
+    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
+        raise ValueError("not a 64-bit little-endian ELF file")
+    phoff, = struct.unpack_from("<Q", data, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
+    for i in range(phnum):
+        p_type, _flags, off, _va, _pa, filesz = struct.unpack_from(
+            "<IIQQQQ", data, phoff + i * phentsize)
+        if p_type == PT_INTERP:
+            return data[off:off + filesz].rstrip(b"\0").decode()
+    return None

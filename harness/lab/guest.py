@@ -7,6 +7,7 @@ Everything here is pure except reading the extracted packages; the archive is bu
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,7 +22,6 @@ GATEWAY = "10.0.2.2"
 # modules that give the guest a virtio-net eth0 (deps are resolved from .modinfo)
 NET_MODULES = ("virtio_pci", "virtio_net")
 LIBDIR = "lib/aarch64-linux-gnu"
-LOADER = "ld-linux-aarch64.so.1"
 BANNER = "vmbh-guest"  # printed on the console by the guest's init
 HOST_KEY_PATH = "etc/dropbear/dropbear_ed25519_host_key"
 # busybox applets linked at build time (the rest by `busybox --install -s` at boot)
@@ -214,9 +214,17 @@ def build_initramfs(inp: GuestInputs, variant: GuestVariant) -> bytes:
                        (inp.dropbear / "usr/sbin/dropbear").read_bytes(), 0o755))
         add(Entry.file(HOST_KEY_PATH, inp.host_key, 0o600))
         add(Entry.file("root/.ssh/authorized_keys", (inp.authorized_key + "\n").encode(), 0o600))
+        have_files: set[str] = set()
         for rel, data in shared_libs(inp.dropbear / "usr/sbin/dropbear", inp.lib_roots):
             add(Entry.file(rel, data, 0o755))
-        add(Entry.symlink(f"lib/{LOADER}", f"{LIBDIR}/{LOADER}"))
+            have_files.add(rel)
+        interp = elf.interpreter((inp.dropbear / "usr/sbin/dropbear").read_bytes())
+        if interp is not None and f"{LIBDIR}/{posixpath.basename(interp)}" not in have_files:
+            raise ValueError(f"dropbear's interpreter {interp} is not among its libraries")
+        if interp is not None and interp.strip("/") not in have_files:
+            link = interp.strip("/")
+            add(Entry.symlink(link, posixpath.relpath(
+                f"{LIBDIR}/{posixpath.basename(interp)}", posixpath.dirname(link))))
     for m in modules:
         add(Entry.file(f"lib/modules/{m}.ko", index[m].read_bytes()))
     add(Entry.file("etc/init.d/rcS", rcs_script(modules, variant.ssh).encode(), 0o755))

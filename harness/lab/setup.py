@@ -27,7 +27,7 @@ from harness.lab import debs, doctor, embed, guest, keys
 from harness.lab.debs import SetupError
 from harness.lab.paths import Layout
 
-BUILDER_VERSION = 2  # bump when the initramfs layout changes: forces a rebuild
+BUILDER_VERSION = 3  # bump when the initramfs layout changes: forces a rebuild
 FLAVOURS = tuple(debs.KERNEL_META)
 
 Say = Callable[[str], None]
