@@ -88,7 +88,7 @@ def test_junit_failure_message_is_the_statement(view):
     cell = next(c for c in view.cells if c.id == failed[0].get("name"))
     assert props["vcpu_offline"] == str(cell.vcpu_offline)
     assert props["boots"] == str(cell.boots)
-    assert props["host.numa_patch"] == str(dict(cell.host_attrs)["numa_patch"])
+    assert props["host.numa_patch"] == str(dict(cell.host_attrs)["numa_patch"]).lower()
 
 
 def test_junit_is_parseable_with_hostile_text(view, tmp_path: Path):

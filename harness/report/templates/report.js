@@ -259,7 +259,7 @@
       var o = OUT[b[1]];
       var box = el("div", {"class": "boot " + o});
       var head = "boot " + b[0] + ": " + LABEL[o];
-      if (b[4]) { head += " (CPU " + b[4] + " offline)"; }
+      if (b[4] && b[3].indexOf("offline") < 0) { head += " (CPU " + b[4] + " offline)"; }
       if (b[3]) { head += " \u2014 " + b[3]; }
       if (b[2] !== null) { head += " \u00b7 bring-up " + b[2].toFixed(3) + " s"; }
       box.appendChild(el("div", null, head));
