@@ -205,14 +205,19 @@ class Scheduler:
 
     def _boot(self, chunk: Chunk, st: SlotStats) -> None:
         it = iter(self._run_chunk(chunk))
+        done = 0
         try:
             for result in it:
                 st.boots += 1
+                done += 1
                 if self._stopper:
                     self._stopper.observe(result)
                 self._on_result(result)
-                if self._stop.is_set() or (self._stopper
-                                           and self._stopper.decided(chunk.cell.id)):
+                if self._stop.is_set():
+                    break
+                if self._stopper and self._stopper.decided(chunk.cell.id):
+                    with self._lock:
+                        self.stats.skipped += len(chunk.indices) - done
                     break
         finally:
             close = getattr(it, "close", None)

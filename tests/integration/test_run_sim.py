@@ -193,3 +193,32 @@ def test_infrastructure_faults_are_infra_errors_never_guest_failures(tmp_path: P
         reasons = {r[0].split(":")[0] for r in c.execute(
             "SELECT reason FROM infra_events WHERE run_id = 'f'")}
     assert "host_gone" in reasons
+
+
+def test_adaptive_stopping_saves_boots_and_decides_like_fixed_n(tmp_path: Path) -> None:
+    from harness.runner import Runner, RunOptions
+
+    matrix = write(tmp_path, boots=150)
+    text = matrix.read_text() + "adaptive: {min_boots: 5}\n"
+    matrix.write_text(text)
+    m = load_matrix(matrix)
+    s = Runner(m, RunOptions(run_id="a", reports_dir=tmp_path / "reports",
+                             write_reports=False)).run()
+    assert s.status == "finished"
+    assert set(s.decisions) == {c.id for c in m.cells}
+    for c in m.cells:
+        counts = s.counts[c.id]
+        if c.guest == "es11" and c.host == "n1":
+            assert s.decisions[c.id] == "fail" and counts.n < 5 + 3  # min boots + slots
+        elif c.guest != "es11":
+            # SPRT passes after 58 clean boots; boots already under way on the host's
+            # other slots finish and are recorded too (at most slots - 1 more)
+            slots = m.lab.host(c.host).slots
+            assert s.decisions[c.id] == "pass" and 58 <= counts.n < 58 + slots
+    assert s.skipped > 0 and s.booted + s.skipped == 12 * 150
+    rows = boots(tmp_path / "reports" / "simtest.db", "a")
+    assert len(rows) == s.booted
+    # --no-adaptive runs every boot
+    s2 = Runner(m, RunOptions(run_id="b", reports_dir=tmp_path / "reports",
+                              write_reports=False, adaptive=False, boots=20)).run()
+    assert s2.booted == 12 * 20 and not s2.decisions
