@@ -5,8 +5,9 @@ per cell.
 
 Registered wherever the harness is installed; it does nothing unless ``--matrix`` is
 given. With ``--matrix`` and no test paths on the command line, only the matrix's cells
-are collected (``pytest --matrix X tests/test_mine.py`` adds your own tests, which may use
-the fixtures in :mod:`harness.pytest_plugin.fixtures`).
+are collected (the matrix file is collected like a test file); ``pytest --matrix X
+tests/test_mine.py`` adds your own tests, which may use the fixtures in
+:mod:`harness.pytest_plugin.fixtures`.
 
 pytest-xdist: every cell carries ``xdist_group(<host>)`` and ``--dist loadgroup`` is chosen
 automatically, so one host's cells stay on one worker and a host never gets more guests
@@ -70,6 +71,11 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     state = PluginState.from_config(config, Path(matrix_path))
     config.stash[STATE_KEY] = state
+    # collect the matrix file; the configured testpaths only when paths were named
+    if config.args_source == pytest.Config.ArgsSource.ARGS:
+        config.args.append(str(matrix_path))
+    else:
+        config.args = [str(matrix_path)]
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None:
         state.run_id = workerinput["harness_run_id"]
@@ -89,22 +95,11 @@ def pytest_configure_node(node: Any) -> None:
         node.workerinput["harness_loadgroup"] = node.config.option.dist == "loadgroup"
 
 
-def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
-    if config.stash.get(STATE_KEY, None) is None:
-        return None
-    if config.args_source == pytest.Config.ArgsSource.ARGS:
-        return None  # the user named test paths: collect them next to the cells
-    return True
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
-                                  items: list[pytest.Item]) -> None:
-    state = config.stash.get(STATE_KEY, None)
-    if state is None:
-        return
-    collector = MatrixFile.from_parent(session, path=state.matrix_path.resolve())
-    items[:0] = list(collector.collect())
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> MatrixFile | None:
+    state = parent.config.stash.get(STATE_KEY, None)
+    if state is not None and file_path.resolve() == state.matrix_path.resolve():
+        return MatrixFile.from_parent(parent, path=file_path)
+    return None
 
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config
