@@ -26,12 +26,30 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qs, urlparse
 
-import libvirt
 
-from harness.backend import domain_xml as dx
-from harness.backend.base import BootRequest, GuestNotReady
-from harness.errors import BackendError
-from harness.runinfo import controller_identity
+def _libvirt_log_default() -> None:
+    """libvirt's own log (the embedded QEMU driver would write it to our stderr, errors it
+    also reports to us included) goes to a file: errors only, in the cache folder. Set
+    LIBVIRT_LOG_OUTPUTS to choose otherwise. libvirt reads it when first imported."""
+    if "LIBVIRT_LOG_OUTPUTS" in os.environ:
+        return
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    folder = Path(os.environ.get("VMBH_CACHE") or base / "vm-boot-harness")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return
+    os.environ["LIBVIRT_LOG_OUTPUTS"] = f"4:file:{folder / 'libvirt-client.log'}"
+
+
+_libvirt_log_default()  # before libvirt initializes its logging at import
+
+import libvirt  # noqa: E402
+
+from harness.backend import domain_xml as dx  # noqa: E402
+from harness.backend.base import BootRequest, GuestNotReady  # noqa: E402
+from harness.errors import BackendError  # noqa: E402
+from harness.runinfo import controller_identity  # noqa: E402
 
 if TYPE_CHECKING:
     from harness.inventory import Lab

@@ -14,6 +14,7 @@ which case they are accepted for that session and not written back. Never silent
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -27,6 +28,11 @@ from harness.collect.commands import CommandTimeout
 from harness.errors import CollectError, InfraError
 
 __all__ = ["CommandTimeout", "SSHChannel", "SSHConfig", "SSHConnector", "open_session"]
+
+# paramiko logs every failed banner read with a traceback at ERROR level; while a guest
+# boots that is expected, and the error is mapped and raised here instead
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
+logging.getLogger("paramiko.transport").setLevel(logging.CRITICAL)
 
 READ_CHUNK = 1 << 16
 POLL_S = 0.02

@@ -329,7 +329,7 @@ def test_host_evidence_over_ssh(server: Server, tmp_path: Path) -> None:
     guest = GuestSpec.model_validate({"boot": {"kernel": "/boot/vmlinuz"}})
     cell = Cell(id="h/g/vcpu2", matrix="t", host="h", guest="g", vcpus=2, boots=1)
     req = BootRequest(run_id="r", cell=cell, host_name="h",
-                      host=HostSpec(uri=f"test://{node}", network={"type": "bridge"}),  # type: ignore[arg-type]
+                      host=HostSpec(uri=f"test://{node}", network={"type": "bridge"}),
                       guest_name="g", guest=guest, domain_name="hb-r-h.g.vcpu2-0",
                       boot_index=0, workdir=tmp_path)
     dom = backend.define(req)
