@@ -94,8 +94,9 @@ class PluginState:
         summary = runner.run()
         counts = summary.counts.get(cell.id, CellCounts())
         with Store(self.db) as store:
-            boots = store.boots(self.run_id, cell.id)
-        sigs = signature_counts(b.signatures for b in boots if b.outcome != Outcome.INFRA_ERROR)
+            results = store.boots(self.run_id, cell.id)
+        sigs = signature_counts(b.signatures for b in results
+                                if b.outcome != Outcome.INFRA_ERROR)
         expect = next((c.expect for c in summary.cells if c.id == cell.id), cell.expect)
         return {"counts": counts, "judgement": judge(counts, expect), "signatures": sigs,
                 "expect": expect, "status": summary.status, "set_aside": summary.set_aside}
