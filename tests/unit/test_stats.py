@@ -277,3 +277,24 @@ def test_sprt_decisions() -> None:
     assert sprt_decision(0, 5, 0.0, 1.0) == "accept_h0"
     with pytest.raises(ValueError):
         sprt_decision(0, 5, 0.05, 0.01)
+
+
+def test_compare_along_guest_vs_guest_per_host_two_sided() -> None:
+    cells = [
+        (_cell("node-3", "es10", True), CellCounts(ok=60)),
+        (_cell("node-3", "es11", True), CellCounts(ok=45, vcpu_offline=15)),
+        (_cell("node-1", "es10", False), CellCounts(ok=60)),
+        (_cell("node-1", "es11", False), CellCounts(vcpu_offline=60)),
+    ]
+    fam = compare_along(cells, "guest", "es10", "es11", by=("host",),
+                        outcomes=("vcpu_offline", "boot_failure"), alternative="less")
+    assert len(fam) == 4
+    by_label = {c.label: c for c in fam}
+    n3 = by_label["vcpu_offline: guest=es10 vs guest=es11 (host=node-3)"]
+    assert n3.difference == pytest.approx(-0.25) and n3.interval.high < 0
+    assert n3.significant and n3.alternative == "less"
+    bf = by_label["boot_failure: guest=es10 vs guest=es11 (host=node-1)"]
+    assert (bf.p_value, bf.significant) == (1.0, False)
+    # Holm: the smallest p is multiplied by the family size (4)
+    smallest = min(fam, key=lambda c: c.p_value)
+    assert smallest.p_adjusted == pytest.approx(min(1.0, 4 * smallest.p_value))

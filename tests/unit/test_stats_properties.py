@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from harness.model import Expectation
 from harness.stats import (
     CellCounts,
+    boots_to_decide,
     clopper_pearson,
     holm,
     judge,
@@ -116,3 +117,23 @@ def test_verdict_is_consistent_with_the_bounds(ok: int, off: int, fail: int, inf
     better = judge(CellCounts(ok + 1000, off, fail, infra), Expectation(m_off, m_fail, c))
     if j.status == "pass":
         assert better.status == "pass"
+
+
+@settings(max_examples=150)
+@given(k_n(300), st.sampled_from([0.0, 0.001, 0.01, 0.05, 0.1, 0.3]), confidences)
+def test_boots_to_decide_decides_and_no_fewer_would(kn: tuple[int, int], m: float,
+                                                    c: float) -> None:
+    k, n = kn
+    more = boots_to_decide(k, n, m, c)
+    if n == 0 or more is None:
+        return
+    p, total = k / n, n + more
+
+    def decided(t: int) -> bool:
+        if m == 0:
+            return t > 0
+        return upper_bound(p * t, t, c) < m or lower_bound(p * t, t, c) > m
+
+    assert decided(total)
+    if more > 0:
+        assert not decided(total - 1)
