@@ -340,9 +340,11 @@ class BootLoop:
                 state["offset"] = len(dom.console_text())
                 self._reboot(dom, cell, state.pop("chan"), boot)
                 state["chan"] = None
-            chan = self._wait_ready(dom, cell, boot, console_from=state["offset"])
+            chan = self._wait_ready(dom, cell, boot, console_from=state["offset"],
+                                    old_boot_id=state.get("boot_id"))
             state["chan"] = chan
             self._collect(chan, cell, boot, dom, state["offset"])
+            state["boot_id"] = boot.collected.get("boot_id", "").strip() or None
         except _GuestFailed as exc:
             boot.failure = str(exc)
         except InfraError as exc:
@@ -357,6 +359,7 @@ class BootLoop:
                         state["chan"].close()
                     state["chan"] = None
                     state["dom"] = None
+                    state["boot_id"] = None
                     self._teardown(dom, boot, undefine=True)
         return boot
 
@@ -395,8 +398,10 @@ class BootLoop:
         if self._stop.is_set():
             raise _Stopped
 
-    def _wait_ready(self, dom: Domain, cell: Cell, boot: _Boot,
-                    console_from: int) -> GuestChannel:
+    def _wait_ready(self, dom: Domain, cell: Cell, boot: _Boot, console_from: int,
+                    old_boot_id: str | None = None) -> GuestChannel:
+        """Poll SSH until the login works. With ``old_boot_id`` (warm/reset), a login to
+        the guest's previous boot (its sshd not yet gone) does not count."""
         connector = self.connector_for(cell.host, cell.guest)
         deadline = self.monotonic() + cell.timeouts.boot
         while True:
@@ -420,8 +425,20 @@ class BootLoop:
                 if remaining > 0:
                     self.sleep(min(self.poll_s, remaining))
                 continue
+            if old_boot_id is not None and self._same_boot(chan, cell, old_boot_id):
+                chan.close()
+                self.sleep(min(self.poll_s, max(deadline - self.monotonic(), 0)))
+                continue
             boot.timings["ssh_up"] = self.clock()
             return chan
+
+    @staticmethod
+    def _same_boot(chan: GuestChannel, cell: Cell, old_boot_id: str) -> bool:
+        try:
+            now = chan.run(commands.BOOT_ID, cell.timeouts.command).stdout.strip()
+        except CollectError:
+            return True  # the old boot going down under us
+        return now == old_boot_id
 
     def _collect(self, chan: GuestChannel, cell: Cell, boot: _Boot, dom: Domain,
                  console_from: int) -> None:

@@ -11,6 +11,7 @@ CPU_ONLINE: Final = "cat /sys/devices/system/cpu/online"
 CPU_PRESENT: Final = "cat /sys/devices/system/cpu/present"
 UNAME_R: Final = "uname -r"
 NPROC: Final = "nproc"
+BOOT_ID: Final = "cat /proc/sys/kernel/random/boot_id"  # tells a new boot from the old one
 # warm reboot: detach so the SSH command returns before the connection drops
 REBOOT: Final = "nohup sh -c 'sleep 1; reboot' >/dev/null 2>&1 &"
 HOST_DMESG: Final = "dmesg"
@@ -25,6 +26,7 @@ GUEST_COLLECT: Final[tuple[tuple[str, str], ...]] = (
     ("present", CPU_PRESENT),
     ("uname_r", UNAME_R),
     ("nproc", NPROC),
+    ("boot_id", BOOT_ID),
     ("dmesg", DMESG),
 )
 

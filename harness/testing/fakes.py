@@ -63,6 +63,7 @@ class FakeDomain:
         self.console = ""
         self.attempts = 0
         self.boots = 0
+        self.stale_logins = 0  # logins after a reboot that still reach the old boot
 
     def _log(self, what: str) -> None:
         self.backend.log.append((what, self.name))
@@ -91,6 +92,7 @@ class FakeDomain:
     def _next(self) -> None:
         self.script = self.backend.next_script(self.request)
         self._boot()
+        self.stale_logins = self.backend.reboot_lag
 
     def reset(self) -> None:
         self._log("reset")
@@ -124,8 +126,9 @@ class FakeBackend:
     repeated; or a function of the request)."""
 
     def __init__(self, scripts: Sequence[Script] | Callable[[BootRequest], Script] = (),
-                 uri: str = "fake:///") -> None:
+                 uri: str = "fake:///", reboot_lag: int = 0) -> None:
         self.uri = uri
+        self.reboot_lag = reboot_lag  # logins that reach the old boot after a reboot
         self._scripts = scripts
         self._used = 0
         self._lock = threading.Lock()
@@ -169,6 +172,10 @@ class FakeChannel:
     def __init__(self, dom: FakeDomain) -> None:
         self.dom = dom
         self.closed = False
+        self.boot = dom.boots  # the boot this login reached
+        if dom.stale_logins > 0:
+            dom.stale_logins -= 1
+            self.boot -= 1
 
     def run(self, command: str, timeout: float) -> CommandResult:
         s = self.dom.script
@@ -184,6 +191,7 @@ class FakeChannel:
             commands.CPU_PRESENT: (s.present if s.present is not None else everything) + "\n",
             commands.UNAME_R: s.release + "\n",
             commands.NPROC: f"{vcpus}\n",
+            commands.BOOT_ID: f"{self.dom.name}-boot-{self.boot}\n",
             commands.REBOOT: "",
         }
         if command not in texts:

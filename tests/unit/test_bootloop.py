@@ -209,6 +209,17 @@ def test_warm_and_reset_reuse_one_domain(lab: Lab, tmp_path: Path, mode: RebootM
     assert rig.backend.defined == {}
 
 
+def test_warm_reboot_does_not_collect_from_the_old_boot(lab: Lab, tmp_path: Path) -> None:
+    """After `reboot` the old sshd may still answer: its boot id gives it away."""
+    rig = Rig(lab, tmp_path, [Script(not_ready=0), Script(not_ready=0, online="0-2")])
+    rig.backend.reboot_lag = 2
+    results = rig.run(cell(vcpus=4, boots=2, reboot=RebootMode.WARM))
+    assert [r.outcome for r in results] == [Outcome.OK, Outcome.VCPU_OFFLINE]
+    assert results[1].offline_cpus == (3,)
+    # two logins reached the old boot and were let go
+    assert len(rig.connector.channels) == 1 + 3
+
+
 def test_warm_chunk_starts_fresh_after_a_failed_boot(lab: Lab, tmp_path: Path) -> None:
     rig = Rig(lab, tmp_path, [Script(), Script(never_ready=True), Script()], poll_s=60)
     c = cell(boots=3, reboot=RebootMode.WARM)
