@@ -172,12 +172,13 @@ class Runner:
                 return self._backend_for(host)
             if sim is not None and host in sim_hosts:
                 return sim.backend_for(host)
-            with lock:
-                if host not in real_backend:
+            uri = self.lab.host(host).uri
+            with lock:  # one connection per URI: several lab "hosts" may share one libvirt
+                if uri not in real_backend:
                     from harness.backend.libvirt import LibvirtBackend
 
-                    real_backend[host] = LibvirtBackend(self.lab.host(host).uri)
-                return real_backend[host]
+                    real_backend[uri] = LibvirtBackend(uri)
+                return real_backend[uri]
 
         def connector_for(host: str, guest: str) -> Connector:
             nonlocal real_connector
