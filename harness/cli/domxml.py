@@ -16,6 +16,7 @@ import click
 from harness.backend.base import BootRequest
 from harness.backend.domain_xml import domain_xml
 from harness.bootloop import domain_name
+from harness.errors import ConfigError
 from harness.matrix import load_matrix
 
 
@@ -44,6 +45,9 @@ def domxml(matrix: Path, cell_ids: tuple[str, ...], run_id: str, workdir: Path |
     out = []
     for cell in cells:
         host, guest = m.lab.host(cell.host), m.lab.guest(cell.guest)
+        if host.is_sim:
+            raise ConfigError(f"cell {cell.id}: host {cell.host!r} is simulated ({host.uri}); "
+                              "simulated hosts define no libvirt domain")
         req = BootRequest(
             run_id=run_id, cell=cell, host_name=cell.host, host=host, guest_name=cell.guest,
             guest=guest, domain_name=domain_name(run_id, cell, 0), boot_index=0,

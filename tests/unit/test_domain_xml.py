@@ -154,3 +154,10 @@ def test_domxml_one_cell_and_unknown_cell() -> None:
     assert bad.exit_code != 0
     assert isinstance(bad.exception, ConfigError)
     assert "no cell 'node-1/es11/vcpu17'" in str(bad.exception)
+
+
+def test_domxml_on_a_simulated_lab_says_so() -> None:
+    res = CliRunner().invoke(domxml, [str(REPO / "matrices" / "eas-66611-sim.yaml")])
+    assert res.exit_code != 0
+    assert isinstance(res.exception, ConfigError)
+    assert "is simulated (sim:" in str(res.exception)
