@@ -228,3 +228,15 @@ def test_drill_down_shows_boots_and_log_context(page: Page):
     boxes = page.js("document.querySelectorAll('#boots .boot').length")
     assert boxes == 25  # one page (50 per page)
     assert page.errors() == []
+
+
+def test_cell_search_narrows_the_heatmap(page: Page):
+    page.js("""(() => { const s = document.getElementById('filter-vcpus');
+              s.value = ''; s.dispatchEvent(new Event('change')); })()""")
+    page.js("""(() => { const s = document.getElementById('cell-search');
+              s.value = 'node-3/es15'; s.dispatchEvent(new Event('change')); })()""")
+    assert "2 of 24 cells shown" in page.js("document.getElementById('heatmap-note')"
+                                            ".textContent")
+    page.js("""(() => { const s = document.getElementById('cell-search');
+              s.value = ''; s.dispatchEvent(new Event('change')); })()""")
+    assert page.errors() == []

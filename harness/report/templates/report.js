@@ -10,7 +10,7 @@
   var PAGE = 50;                        // boots per drill-down page
   var Z = DATA.run.z;                   // normal quantile of the run's confidence
   var state = {rows: DATA.view.rows, cols: DATA.view.cols, metric: "vcpu_offline",
-               filters: {}, selected: null, failedOnly: true};
+               filters: {}, selected: null, failedOnly: true, search: ""};
 
   function el(tag, attrs, text) {
     var e = document.createElement(tag);
@@ -54,7 +54,9 @@
   var VCOL = {pass: "hsl(120, 45%, 62%)", undecided: "hsl(40, 90%, 60%)", fail: "hsl(0, 70%, 55%)"};
 
   function visibleCells() {
+    var needle = state.search.toLowerCase();
     return DATA.cells.filter(function (c) {
+      if (needle && c.id.toLowerCase().indexOf(needle) < 0) { return false; }
       for (var key in state.filters) {
         if (key === state.rows || key === state.cols) { continue; }  // shown, not filtered
         var f = state.filters[key];
@@ -110,6 +112,13 @@
       select("filter-" + k, k, opts, state.filters[k] || "", function (v) {
         state.filters[k] = v; });
     });
+    var lab = el("label", {"for": "cell-search"}, "cell id contains ");
+    var search = el("input", {id: "cell-search", type: "search", size: "18",
+                              placeholder: "e.g. vcpu32"});
+    search.value = state.search;
+    search.addEventListener("change", function () { state.search = search.value; render(); });
+    lab.appendChild(search);
+    c.appendChild(lab);
     var legend = el("span", {"class": "legend"});
     [0, 0.01, 0.05, 0.25, 1].forEach(function (t) {
       var sw = el("span", {"class": "swatch"});
