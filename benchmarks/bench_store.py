@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from harness import stats
-from harness.model import BootResult, Cell, Finding, Outcome, Signature
+from harness.model import BootResult, Cell, Expectation, Finding, Outcome, Signature
 from harness.store import Store
 
 
@@ -41,7 +41,8 @@ def main() -> None:
           f"{platform.machine()}; cells={a.cells} boots={a.boots} records={a.records}")
     cells = [Cell(id=f"node-{c % 4}/g{c // 4 % 8}/vcpu{2 + c % 16}/i={c}", matrix="m",
                   host=f"node-{c % 4}", guest=f"g{c // 4 % 8}", vcpus=2 + c % 16,
-                  boots=a.boots, host_attrs=(("numa_patch", c % 2 == 0),))
+                  boots=a.boots, host_attrs=(("numa_patch", c % 2 == 0),),
+                  expect=Expectation(0.2 if c % 2 else 0.0, 0.01))
              for c in range(a.cells)]
     with tempfile.TemporaryDirectory() as d, Store(Path(d) / "bench.db") as store:
         store.create_run("one", "m", cells)
