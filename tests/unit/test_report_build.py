@@ -231,3 +231,32 @@ def test_screened_exact_tests_agree_with_boschloo_where_it_matters():
     holm_s = stats.holm([p for p, _ in screened])
     holm_f = stats.holm([p for p, _ in full])
     assert [p < 0.05 for p in holm_s] == [p < 0.05 for p in holm_f]
+
+
+def test_find_database_picks_the_one_holding_the_runs(lab, tmp_path):
+    from harness.report import find_database
+
+    reports = tmp_path / "reports"
+    with Store(reports / "a-other.db") as store:
+        store.create_run("x1", "m", [Cell("h/g/vcpu1", "m", "h", "g", 1, 1)])
+    (reports / "lab.db").symlink_to(lab / "reports" / "lab.db")
+    assert find_database(["r1", "r3"], search=reports).name == "lab.db"
+    assert find_database(["x1"], search=reports).name == "a-other.db"
+    with pytest.raises(ConfigError, match=r"no database under .* holds run"):
+        find_database(["x1", "r1"], search=reports)
+
+
+def test_reports_of_a_run_with_no_boot_yet(tmp_path):
+    """``harness report`` on a run that has just started: every format still writes."""
+    cells = [Cell(f"h/g/vcpu{v}", "m", "h", "g", v, 5) for v in (1, 2)]
+    with Store(tmp_path / "r.db") as store:
+        store.create_run("empty", "m", cells)
+        written = write_reports(store, "empty", out_dir=tmp_path / "out")
+    doc = json.loads(written["json"].read_text())
+    assert doc["run"]["finished"] is None
+    assert [c["vcpu_offline_rate"]["value"] for c in doc["cells"]] == [None, None]
+    assert {c["verdict"] for c in doc["cells"]} == {"undecided"}
+    skipped = ET.parse(written["junit"]).getroot().findall(".//testcase/skipped")
+    assert len(skipped) == 2
+    assert "0/0 (no guest boots)" in written["md"].read_text()
+    assert "No boot recorded a bring-up latency" in written["html"].read_text()
