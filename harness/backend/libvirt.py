@@ -104,15 +104,33 @@ class LibvirtBackend:
                            if parsed.path == "/embed" else None)
         self.host_command = host_command  # runs a fixed command on the host (host dmesg)
         ensure_event_loop()
+        self._pool_lock = threading.Lock()
+        self._conn_lock = threading.Lock()
+        self.conn = self._open()
+
+    def _open(self) -> Any:
         try:
-            self.conn = libvirt.open(uri)
+            conn = libvirt.open(self.uri)
         except libvirt.libvirtError as exc:
-            raise BackendError(f"cannot connect to libvirt at {uri}: {exc}",
+            raise BackendError(f"cannot connect to libvirt at {self.uri}: {exc}",
                                reason="libvirt_unreachable") from exc
         if self.remote:
             with contextlib.suppress(libvirt.libvirtError):
-                self.conn.setKeepAlive(5, 3)
-        self._pool_lock = threading.Lock()
+                conn.setKeepAlive(5, 3)
+        return conn
+
+    def ensure_connected(self) -> None:
+        """Reconnect when the connection died (host rebooted, libvirtd restarted, network
+        cut): called before each boot, so one outage costs retries, not the whole run."""
+        with self._conn_lock:
+            try:
+                if self.conn.isAlive():
+                    return
+            except libvirt.libvirtError:
+                pass
+            with contextlib.suppress(libvirt.libvirtError):
+                self.conn.close()
+            self.conn = self._open()
 
     @classmethod
     def for_host(cls, lab: Lab, host_name: str, command_timeout: float = 60.0
@@ -144,6 +162,7 @@ class LibvirtBackend:
     # -- Backend protocol --------------------------------------------------------------
 
     def define(self, request: BootRequest) -> LibvirtDomain:
+        self.ensure_connected()
         storage, _ = dx.storage_paths(request)
         meta = {
             **controller_identity(),

@@ -307,3 +307,13 @@ def test_gc_command_on_the_shared_test_driver(lab: Lab, tmp_path: Path) -> None:
         if found is not None:
             found.undefine()
         shared.close()
+
+
+def test_a_dead_connection_is_reopened_before_the_next_boot(lab: Lab, tmp_path: Path) -> None:
+    backend = LibvirtBackend(URI)
+    backend.conn.close()  # as if libvirtd went away
+    dom = backend.define(request(lab, tmp_path, guest="tiny"))
+    assert backend.conn.isAlive()
+    assert backend.list_domains() == [dom.name]
+    dom.undefine()
+    backend.close()
