@@ -1,0 +1,355 @@
+"""site.yml, for real, against a throwaway host: sshd in a network namespace made here.
+
+The namespace host shares this machine's filesystem, so every path the roles write is
+pointed into a temporary folder. The inventory is the lab file (harness_lab plugin). The
+playbook runs twice; the second run must change nothing. What cannot run here is said:
+systemd is not PID 1 (units are written, not enabled) and there is no libvirt daemon to
+own a storage pool (kvm_host_manage_libvirt is off); aarch64 images are not built.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+ANSIBLE_DIR = REPO / "ansible"
+SUBNET = "10.77.10"
+HOST_IP, NS_IP = f"{SUBNET}.1", f"{SUBNET}.2"
+SSHD = "/usr/sbin/sshd"
+BRIDGE = "hbtest0"
+
+
+def _missing() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root to make a network namespace (ip netns)"
+    for tool in ("ip", "ssh-keygen", "ansible-playbook", "qemu-img"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed"
+    if not Path(SSHD).exists():
+        return "openssh-server (sshd) is not installed"
+    return None
+
+
+def _run(*argv: str, **kw: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, check=True, text=True, capture_output=True, **kw)  # type: ignore[call-overload, no-any-return]
+
+
+def _subnet_in_use() -> bool:
+    out = _run("ip", "-o", "addr").stdout + _run("ip", "route").stdout
+    return f" {SUBNET}." in out or f"{SUBNET}.0/" in out
+
+
+@dataclass(frozen=True)
+class NsHost:
+    tmp: Path
+    client_key: Path
+    known_hosts: Path
+    netns: str
+
+
+@pytest.fixture
+def ns_host() -> Iterator[NsHost]:
+    why = _missing()
+    if why:
+        pytest.skip(why)
+    if _subnet_in_use():
+        pytest.skip(f"{SUBNET}.0/24 is already in use on this machine")
+    netns = f"hbans{os.getpid()}"
+    veth = f"hbv{os.getpid() % 100000}"
+    # our own temp dir: pytest's are pruned by other pytest sessions on a shared machine
+    tmp = Path(tempfile.mkdtemp(prefix="hb-ansible-"))
+    made_privsep = False
+    sshd: subprocess.Popen[bytes] | None = None
+    try:
+        _run("ip", "netns", "add", netns)
+        _run("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns)
+        _run("ip", "addr", "add", f"{HOST_IP}/24", "dev", veth)
+        _run("ip", "link", "set", veth, "up")
+        for cmd in (["ip", "link", "set", "lo", "up"],
+                    ["ip", "addr", "add", f"{NS_IP}/24", "dev", "eth0"],
+                    ["ip", "link", "set", "eth0", "up"]):
+            _run("ip", "netns", "exec", netns, *cmd)
+        sshd_dir = tmp / "sshd"
+        sshd_dir.mkdir(mode=0o700)
+        _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(sshd_dir / "host_key"))
+        client_key = tmp / "id_ed25519"
+        _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(client_key))
+        authorized = sshd_dir / "authorized_keys"
+        authorized.write_text(client_key.with_suffix(".pub").read_text())
+        authorized.chmod(0o600)
+        (sshd_dir / "sshd_config").write_text(
+            f"ListenAddress {NS_IP}\nPort 22\nHostKey {sshd_dir}/host_key\n"
+            f"PidFile {sshd_dir}/sshd.pid\nAuthorizedKeysFile {authorized}\n"
+            "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
+            "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
+            "Subsystem sftp /usr/lib/openssh/sftp-server\nLogLevel VERBOSE\n"
+        )
+        if not Path("/run/sshd").exists():
+            Path("/run/sshd").mkdir(mode=0o755)
+            made_privsep = True
+        sshd = subprocess.Popen(
+            ["ip", "netns", "exec", netns, SSHD, "-D", "-e", "-f", str(sshd_dir / "sshd_config")],
+            stdout=subprocess.DEVNULL, stderr=open(sshd_dir / "sshd.log", "wb"),  # noqa: SIM115
+        )
+        _wait_port(NS_IP, 22, sshd)
+        host_pub = (sshd_dir / "host_key.pub").read_text().split()
+        known_hosts = tmp / "matrices" / "labs" / "known_hosts"
+        known_hosts.parent.mkdir(parents=True)
+        known_hosts.write_text(f"{NS_IP} {host_pub[0]} {host_pub[1]}\n")
+        yield NsHost(tmp=tmp, client_key=client_key, known_hosts=known_hosts, netns=netns)
+    finally:
+        if sshd is not None:
+            sshd.terminate()
+            try:
+                sshd.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                sshd.kill()
+                sshd.wait()
+        # sessions left by ansible's SSH multiplexing live on in the namespace
+        pids = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True)
+        for pid in pids.stdout.split():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGTERM)
+        subprocess.run(["ip", "netns", "del", netns], capture_output=True)
+        subprocess.run(["ip", "link", "del", veth], capture_output=True)
+        if made_privsep:
+            shutil.rmtree("/run/sshd", ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _wait_port(addr: str, port: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"sshd exited with {proc.returncode}")
+        try:
+            with socket.create_connection((addr, port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"sshd did not listen on {addr}:{port}")
+
+
+def _write_lab(h: NsHost) -> tuple[Path, Path, Path]:
+    root = h.tmp / "root"
+    lab = {
+        "name": "ansible-test",
+        "hosts": {
+            "node-t": {
+                "uri": f"qemu+ssh://root@{NS_IP}/system",
+                "slots": 2,
+                "attributes": {"cpu": "FT-2500", "numa_patch": True},
+                "ssh": {"user": "root", "key": str(h.client_key)},
+                "network": {"type": "bridge", "source": BRIDGE},
+                "storage_dir": str(root / "images"),
+            }
+        },
+        "guests": {
+            "es10": {"boot": {"image": str(root / "images" / "base" / "es10.qcow2")},
+                     "kernel_release": "4.18.0-147.5.1.el8_1.5es.10.aarch64", "os": "el8"}
+        },
+    }
+    lab_file = h.tmp / "matrices" / "labs" / "test-lab.yaml"
+    lab_file.write_text(yaml.safe_dump(lab))
+    matrix = h.tmp / "matrices" / "nightly-test.yaml"
+    matrix.write_text(yaml.safe_dump({
+        "name": "nightly-test", "lab": "labs/test-lab.yaml",
+        "axes": {"host": ["node-t"], "guest": ["es10"], "vcpus": [4, 8]}, "boots": 3,
+    }))
+    inventory = h.tmp / "inventory" / "test.harness_lab.yml"
+    inventory.parent.mkdir()
+    ssh_args = f"-o UserKnownHostsFile={h.known_hosts} -o StrictHostKeyChecking=yes"
+    inventory.write_text(yaml.safe_dump({
+        "plugin": "harness_lab", "lab": str(lab_file), "controller": "ctl",
+        "controller_vars": {"ansible_host": NS_IP, "ansible_user": "root",
+                            "ansible_ssh_private_key_file": str(h.client_key),
+                            "ansible_ssh_common_args": ssh_args},
+    }))
+    return lab_file, matrix, inventory
+
+
+def _source_snapshot(dest: Path) -> Path:
+    """The checkout as it is now (others may edit the work tree while the test runs)."""
+    files = _run("git", "-C", str(REPO), "ls-files", "-co", "--exclude-standard").stdout.split("\n")
+    for rel in filter(None, files):
+        src = REPO / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    return dest
+
+
+def _extra_vars(h: NsHost, matrix: Path) -> dict[str, object]:
+    root = h.tmp / "root"
+    return {
+        # no sudo here and we log in as root: no privilege change
+        "ansible_become": False,
+        # the namespace host's own Python (as on a lab host), not this test's interpreter
+        "ansible_python_interpreter": "/usr/bin/python3",
+        # controller: everything under the temp folder, root as the controller user
+        "controller_user": "root",
+        "controller_group": "root",
+        "controller_create_user": False,
+        "controller_home": str(root / "srv"),
+        "controller_packages": ["python3-venv", "openssh-client"],  # present: a real apt check
+        "controller_python": sys.executable,
+        "controller_venv_site_packages": True,  # dependencies from this interpreter, offline
+        "controller_pip_extra_args": ["--no-index"],
+        "controller_source": str(_source_snapshot(h.tmp / "src")),
+        "controller_wheel_dir": str(h.tmp / "dist"),
+        "controller_matrix_files": [str(matrix)],
+        "controller_systemd_dir": str(root / "systemd"),
+        "controller_retention_days": 5,
+        "controller_retention_keep": 2,
+        # kvm_host: packages that are here (no daemon package: systemd is not PID 1)
+        "kvm_host_packages": ["qemu-system-arm", "qemu-efi-aarch64", "qemu-utils",
+                              "libvirt-clients"],
+        "kvm_host_manage_libvirt": False,
+        "kvm_host_bridge_config_dir": str(root / "network"),
+        "kvm_host_authorized_keys_file": str(h.tmp / "sshd" / "authorized_keys"),
+        "kvm_host_facts_d": str(root / "facts.d"),
+        "kvm_host_facts_controller_dir": str(h.tmp / "hostfacts"),
+    }
+
+
+def _playbook(inventory: Path, extra: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run a playbook; its output and per-task times (junit) stay in the test's temp dir."""
+    logs = extra.parent / "logs"
+    n = len(list(logs.glob("run-*.log"))) if logs.exists() else 0
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ANSIBLE_DIR / "ansible.cfg"),
+               ANSIBLE_CALLBACKS_ENABLED="junit", JUNIT_OUTPUT_DIR=str(logs / f"junit-{n}"),
+               ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1",
+               ANSIBLE_LOCAL_TEMP=str(extra.parent / "ansible-local"),
+               ANSIBLE_SSH_CONTROL_PATH_DIR=str(extra.parent / "cp"),
+               ANSIBLE_REMOTE_TEMP=str(extra.parent / "ansible-remote"))
+    env.pop("HARNESS_LAB", None)
+    res = subprocess.run(
+        ["ansible-playbook", "--diff", "-i", str(inventory), "-e", f"@{extra}", *args],
+        cwd=ANSIBLE_DIR, env=env, text=True, capture_output=True, timeout=900,
+    )
+    logs.mkdir(exist_ok=True)
+    (logs / f"run-{n}.log").write_text(res.stdout + res.stderr)
+    return res
+
+
+def _changed_tasks(out: str) -> list[str]:
+    """'TASK name: host' for every task that reported a change."""
+    found, task = [], ""
+    for line in out.splitlines():
+        if line.startswith(("TASK [", "RUNNING HANDLER [")):
+            task = line.split("[", 1)[1].rsplit("]", 1)[0]
+        elif line.startswith("changed: ["):
+            found.append(f"{task}: {line.split(']', 1)[0][10:]}")
+    return found
+
+
+def _recap(out: str) -> dict[str, dict[str, int]]:
+    recap: dict[str, dict[str, int]] = {}
+    for m in re.finditer(r"^(\S+)\s+:\s+((?:\w+=\d+\s*)+)$", out, re.M):
+        recap[m.group(1)] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(2))}
+    return recap
+
+
+def test_site_provisions_the_namespace_host_twice_second_run_changes_nothing(
+    ns_host: NsHost,
+) -> None:
+    h = ns_host
+    lab_file, matrix, inventory = _write_lab(h)
+    extra = h.tmp / "extra-vars.json"
+    extra.write_text(json.dumps(_extra_vars(h, matrix)))
+
+    first = _playbook(inventory, extra, "site.yml")
+    assert first.returncode == 0, first.stdout[-6000:] + first.stderr[-3000:]
+    recap1 = _recap(first.stdout)
+    assert set(recap1) >= {"ctl", "node-t"}, first.stdout[-2000:]
+    assert recap1["ctl"]["changed"] > 0 and recap1["node-t"]["changed"] > 0
+    assert all(r["failed"] == 0 and r["unreachable"] == 0 for r in recap1.values())
+
+    second = _playbook(inventory, extra, "site.yml")
+    assert second.returncode == 0, second.stdout[-6000:] + second.stderr[-3000:]
+    recap2 = _recap(second.stdout)
+    changed = {host: r["changed"] for host, r in recap2.items()}
+    assert changed == {host: 0 for host in recap2}, _changed_tasks(second.stdout)
+
+    root = h.tmp / "root"
+    srv = root / "srv"
+    # the harness is installed in the controller's own virtualenv and loads the lab
+    venv_sp = list((srv / "venv" / "lib").glob("python3*/site-packages"))
+    assert venv_sp and list(venv_sp[0].glob("vm_boot_harness-*.dist-info"))
+    version = _run(str(srv / "venv" / "bin" / "harness"), "--version").stdout
+    assert "harness" in version
+    plan = _run(str(srv / "venv" / "bin" / "harness"), "plan",
+                str(srv / "matrices" / "nightly-test.yaml"), cwd=srv).stdout
+    assert "node-t/es10/vcpu8" in plan
+    assert (srv / "matrices" / "labs" / "test-lab.yaml").read_text() == lab_file.read_text()
+    assert (srv / "matrices" / "labs" / "known_hosts").exists()
+    # the nightly units are written with the paths of this controller, not enabled here
+    service = (root / "systemd" / "harness-nightly.service").read_text()
+    assert f"ExecStart={srv}/bin/harness-nightly" in service and "User=root" in service
+    timer = (root / "systemd" / "harness-nightly.timer").read_text()
+    assert "OnCalendar=*-*-* 01:00:00" in timer and "Persistent=true" in timer
+    assert "not run by systemd" in first.stdout
+
+    # kvm_host: facts for the report, on the host and on the machine running ansible
+    facts = json.loads((h.tmp / "hostfacts" / "node-t.json").read_text())
+    assert facts["numa_patch"] is True and facts["numa_patch_source"] == "inventory"
+    assert facts["kernel_release"] == os.uname().release
+    assert facts["numa_nodes"] == len(list(Path("/sys/devices/system/node").glob("node[0-9]*")))
+    assert facts["cpu_model"] and facts["lab"] == "ansible-test"
+    assert json.loads((root / "facts.d" / "harness.fact").read_text()) == facts
+    # the guest bridge exists inside the namespace, and its ifupdown stanza was written
+    link = _run("ip", "netns", "exec", h.netns, "ip", "-o", "link", "show", "dev", BRIDGE).stdout
+    assert "UP" in link
+    assert f"auto {BRIDGE}" in (root / "network" / BRIDGE).read_text()
+    assert (root / "images").is_dir()
+
+    # the controller's new key (made by the controller role, authorized by kvm_host)
+    # logs into the host
+    ctl_key = srv / ".ssh" / "id_ed25519"
+    login = _run("ssh", "-i", str(ctl_key), "-o", f"UserKnownHostsFile={h.known_hosts}",
+                 "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", f"root@{NS_IP}", "echo", "in")
+    assert login.stdout.strip() == "in"
+
+
+def test_nightly_script_retention_keeps_newest_and_recent_runs(ns_host: NsHost) -> None:
+    """The installed harness-nightly prunes old runs: older than the retention days and
+    beyond the newest `keep`; the results database and recent runs stay."""
+    h = ns_host
+    _lab, matrix, inventory = _write_lab(h)
+    extra = h.tmp / "extra-vars.json"
+    extra.write_text(json.dumps(_extra_vars(h, matrix)))
+    res = _playbook(inventory, extra, "site.yml", "--limit", "ctl")
+    assert res.returncode == 0, res.stdout[-6000:] + res.stderr[-3000:]
+    srv = h.tmp / "root" / "srv"
+    public = srv / "public"
+    ages = {"nightly-a": 40, "nightly-b": 30, "nightly-c": 20, "nightly-d": 3, "nightly-e": 1}
+    now = time.time()
+    for name, days in ages.items():
+        d = public / name
+        d.mkdir()
+        (d / "index.html").write_text(name)
+        os.utime(d, (now - days * 86400, now - days * 86400))
+    (srv / "reports" / "eas.db").write_text("results")
+    out = _run(str(srv / "bin" / "harness-nightly"), "--prune-only").stdout
+    left = sorted(p.name for p in public.iterdir())
+    # keep=2 keeps d and e; of the rest, those older than 5 days go
+    assert left == ["nightly-d", "nightly-e"], out
+    assert "removing" in out and (srv / "reports" / "eas.db").exists()
