@@ -245,7 +245,13 @@ class Runner:
                 if info.matrix != self.matrix.name:
                     raise ConfigError(f"run {o.resume!r} is a run of matrix {info.matrix!r}, "
                                       f"not of {self.matrix.name!r}")
-                cells = (self._cells() if o.join else store.cells(o.resume) or self._cells())
+                stored = store.cells(o.resume)
+                if (o.boots is not None and not o.join
+                        and any(c.boots != o.boots for c in stored)):
+                    raise ConfigError(f"--boots cannot change run {o.resume!r} while resuming "
+                                      f"it (it has {stored[0].boots} boots per cell); start a "
+                                      "new run for another count")
+                cells = self._cells() if o.join else stored or self._cells()
                 cells = self._only(cells)
                 run_id = o.resume
                 seed = info.config.get("order_seed")
