@@ -7,9 +7,11 @@ Errors are mapped so the boot loop can tell a guest that is not up yet from a la
 - an unknown or changed host key                       -> ``InfraError(reason="ssh_host_key")``
 - a command that gives no exit status in time           -> ``CommandTimeout``
 
-Host keys: the lab's known_hosts file; keys of unknown hosts are refused unless the lab
-says ``ssh: {accept_new_host_keys: true}`` (guests that make new keys at every boot), in
-which case they are accepted for that session and not written back. Never silent auto-add.
+Host keys: the lab's known_hosts file, looked up as ``[host]:port`` and then under the
+guest's name (``host_key_alias``: a forwarded port changes at every boot, the guest's key
+does not). Keys of unknown hosts are refused unless the lab says
+``ssh: {accept_new_host_keys: true}`` (guests that make new keys at every boot), in which
+case they are accepted for that session and not written back. Never silent auto-add.
 """
 
 from __future__ import annotations
@@ -38,28 +40,35 @@ READ_CHUNK = 1 << 16
 POLL_S = 0.02
 
 
-class _RejectUnknown(paramiko.MissingHostKeyPolicy):
-    def __init__(self, known_hosts: Path) -> None:
+class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
+    """Called when known_hosts has no entry for ``[host]:port``. Checks the key against
+    the entries of ``alias`` (the guest's name: a forwarded port changes at every boot, the
+    guest's key does not); else accepts it for this session only when the lab says so."""
+
+    def __init__(self, known_hosts: Path, alias: str | None, accept_new: bool) -> None:
         self.known_hosts = known_hosts
-
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str,
-                         key: paramiko.PKey) -> None:
-        raise InfraError(
-            f"SSH host key of {hostname} ({key.get_name()} {key.fingerprint}) is not in "
-            f"{self.known_hosts}; add it there, or set 'ssh: {{accept_new_host_keys: true}}' "
-            "in the lab file for guests that make new keys at each boot",
-            reason="ssh_host_key", retryable=False)
-
-
-class _AcceptForSession(paramiko.MissingHostKeyPolicy):
-    """Accept a key not in known_hosts for this session only (explicit lab setting)."""
-
-    def __init__(self) -> None:
+        self.alias = alias
+        self.accept_new = accept_new
         self.accepted: list[str] = []
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str,
                          key: paramiko.PKey) -> None:
-        self.accepted.append(f"{hostname} {key.get_name()} {key.fingerprint}")
+        shown = f"{key.get_name()} {key.fingerprint}"
+        known = client.get_host_keys().lookup(self.alias) if self.alias else None
+        if known is not None and key.get_name() in known:
+            if known[key.get_name()] == key:
+                return
+            raise InfraError(
+                f"SSH host key of {hostname} ({shown}) differs from the one {self.known_hosts} "
+                f"lists for {self.alias!r}", reason="ssh_host_key", retryable=False)
+        if self.accept_new:
+            self.accepted.append(f"{hostname} {shown}")
+            return
+        where = f"{hostname} or {self.alias}" if self.alias else hostname
+        raise InfraError(
+            f"SSH host key of {hostname} ({shown}) is not in {self.known_hosts} (as {where}); "
+            "add it there, or set 'ssh: {accept_new_host_keys: true}' in the lab file for "
+            "guests that make new keys at each boot", reason="ssh_host_key", retryable=False)
 
 
 @dataclass(frozen=True)
@@ -69,6 +78,7 @@ class SSHConfig:
     known_hosts: Path | None = None
     accept_new_host_keys: bool = False
     port: int | None = None  # overrides the domain's endpoint port (bridged guests: 22)
+    host_key_alias: str | None = None  # known_hosts name checked when [host]:port is absent
 
 
 class SSHChannel:
@@ -133,10 +143,8 @@ def open_session(host: str, port: int, cfg: SSHConfig, timeout: float) -> SSHCha
         except (OSError, paramiko.SSHException) as exc:
             raise InfraError(f"cannot read known_hosts {cfg.known_hosts}: {exc}",
                              reason="ssh_host_key", retryable=False) from exc
-    accept = _AcceptForSession()
-    policy: paramiko.MissingHostKeyPolicy = (
-        accept if cfg.accept_new_host_keys
-        else _RejectUnknown(cfg.known_hosts or Path("known_hosts")))
+    policy = _HostKeyPolicy(cfg.known_hosts or Path("known_hosts"), cfg.host_key_alias,
+                             cfg.accept_new_host_keys)
     client.set_missing_host_key_policy(policy)
     try:
         client.connect(
@@ -161,7 +169,7 @@ def open_session(host: str, port: int, cfg: SSHConfig, timeout: float) -> SSHCha
         # refused, timed out, reset, "Error reading SSH protocol banner", key exchange cut
         client.close()
         raise GuestNotReady(f"{host}:{port}: {exc or type(exc).__name__}") from exc
-    return SSHChannel(client, accept.accepted)
+    return SSHChannel(client, policy.accepted)
 
 
 class SSHConnector:
@@ -195,6 +203,7 @@ def lab_connector_factory(lab: object) -> Callable[[str, str], SSHConnector]:
         return SSHConnector(SSHConfig(
             user=guest.ssh.user, key=guest.ssh.key, known_hosts=lab.known_hosts,
             accept_new_host_keys=lab.spec.ssh.accept_new_host_keys,
+            host_key_alias=guest_name,
         ))
 
     return connector_for

@@ -340,3 +340,25 @@ def test_host_evidence_over_ssh(server: Server, tmp_path: Path) -> None:
         dom.undefine()
         backend.close()
     assert ev["host_dmesg"] == (DATA / "dmesg.txt").read_text()
+
+
+def test_host_key_alias_checks_the_guest_key_on_any_port(server: Server,
+                                                          tmp_path: Path) -> None:
+    """known_hosts lists the guest by name; the forwarded port does not matter."""
+    by_name = tmp_path / "by_name"
+    by_name.write_text(f"deb12-arm64 {server.host_pub}\n")
+    chan = open_session("127.0.0.1", server.port,
+                        server.cfg(known_hosts=by_name, host_key_alias="deb12-arm64"), 5)
+    try:
+        assert chan.run(commands.NPROC, 5).stdout == "7\n"
+        assert chan.accepted_keys == []  # verified, not merely accepted
+    finally:
+        chan.close()
+    other_pub = server.other_key.with_suffix(".pub").read_text().split()[:2]
+    by_name.write_text(f"deb12-arm64 {' '.join(other_pub)}\n")
+    for accept in (False, True):  # a different key under the alias is never accepted
+        with pytest.raises(InfraError, match="differs from the one") as err:
+            open_session("127.0.0.1", server.port,
+                         server.cfg(known_hosts=by_name, host_key_alias="deb12-arm64",
+                                    accept_new_host_keys=accept), 5)
+        assert err.value.reason == "ssh_host_key"
