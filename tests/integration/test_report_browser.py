@@ -217,6 +217,8 @@ def test_drill_down_shows_boots_and_log_context(page: Page):
     page.js("""document.querySelector('#heatmap td.hm[data-row="node-1"][data-col="es14"]')
               .click()""")
     assert page.js("document.querySelectorAll('#drill-cells tbody tr').length") == 1
+    bars = page.js("document.querySelectorAll('#drill-latency rect').length")
+    assert bars == 24
     text = page.js("document.getElementById('boots').textContent")
     assert "node-1/es14/vcpu8" in text
     hits = page.js("Array.from(document.querySelectorAll('#boots pre.snip .hit'))"

@@ -216,8 +216,41 @@
     });
     t.appendChild(tb);
     d.appendChild(t);
+    d.appendChild(latencyChart(list));
     d.appendChild(el("div", {id: "boots"}));
     if (list.length === 1) { renderBoots(list[0], 0); }
+  }
+
+  // bring-up latency of the boots of some cells, as a small SVG bar chart (counts only)
+  function latencyChart(list) {
+    var lat = [];
+    list.forEach(function (c) {
+      DATA.boots[c.i].forEach(function (b) { if (b[2] !== null) { lat.push(b[2]); } });
+    });
+    var wrap = el("div", {id: "drill-latency"});
+    if (!lat.length) { return wrap; }
+    var max = Math.max.apply(null, lat), bins = 24, counts = [];
+    for (var i = 0; i < bins; i++) { counts.push(0); }
+    lat.forEach(function (x) { counts[max > 0 ? Math.min(bins - 1, Math.floor(x / max * bins)) : 0]++; });
+    var top = Math.max.apply(null, counts), W = 360, H = 70, NS = "http://www.w3.org/2000/svg";
+    var svg = document.createElementNS(NS, "svg");
+    svg.setAttribute("width", W); svg.setAttribute("height", H + 16);
+    counts.forEach(function (n, i) {
+      var r = document.createElementNS(NS, "rect"), h = top ? H * n / top : 0;
+      r.setAttribute("x", i * W / bins); r.setAttribute("width", W / bins - 1);
+      r.setAttribute("y", H - h); r.setAttribute("height", h); r.setAttribute("fill", "#5c7cfa");
+      var t = document.createElementNS(NS, "title");
+      t.textContent = (i * max / bins).toFixed(3) + "-" + ((i + 1) * max / bins).toFixed(3) + " s: " + n;
+      r.appendChild(t); svg.appendChild(r);
+    });
+    [[0, "0 s", "start"], [W, max.toFixed(2) + " s", "end"]].forEach(function (a) {
+      var t = document.createElementNS(NS, "text");
+      t.setAttribute("x", a[0]); t.setAttribute("y", H + 13); t.setAttribute("text-anchor", a[2]);
+      t.textContent = a[1]; svg.appendChild(t);
+    });
+    wrap.appendChild(el("div", {"class": "muted"}, "bring-up latency of these " + lat.length + " boots"));
+    wrap.appendChild(svg);
+    return wrap;
   }
 
   function snippet(s) {
