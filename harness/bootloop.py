@@ -297,6 +297,8 @@ class BootLoop:
             if dom is not None:
                 self._gather(dom, boot, 0)
                 self._teardown(dom, boot, undefine=True)
+            elif boot.request is not None and boot.request.ssh_port is not None:
+                release_local_port(boot.request.ssh_port)  # define failed
         return boot
 
     def _reuse_chunk(self, cell: Cell, indices: Sequence[int]) -> Iterator[BootResult]:
@@ -361,6 +363,9 @@ class BootLoop:
                     state["dom"] = None
                     state["boot_id"] = None
                     self._teardown(dom, boot, undefine=True)
+            elif state["port"] is not None:
+                release_local_port(state["port"])  # define failed
+                state["port"] = None
         return boot
 
     # -- steps -------------------------------------------------------------------------

@@ -335,3 +335,20 @@ def test_results_are_frozen_records(lab: Lab, tmp_path: Path) -> None:
     with pytest.raises(AttributeError):
         r.outcome = Outcome.OK
     assert replace(r, index=9).index == 9
+
+
+@pytest.mark.parametrize("mode", [RebootMode.COLD, RebootMode.WARM])
+def test_forwarded_ports_are_given_back(lab: Lab, tmp_path: Path, mode: RebootMode) -> None:
+    from harness import bootloop
+
+    seen: list[int] = []
+
+    def script(req: BootRequest) -> Script:
+        assert req.ssh_port is not None
+        seen.append(req.ssh_port)
+        return Script(define_error="define_refused") if len(seen) == 1 else Script()
+
+    rig = Rig(lab, tmp_path, script)
+    results = rig.run(cell(boots=2, reboot=mode))
+    assert [r.outcome for r in results] == [Outcome.OK, Outcome.OK]
+    assert not set(seen) & bootloop._ports_in_use
