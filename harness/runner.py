@@ -322,11 +322,11 @@ class Runner:
 
         sched = Scheduler(plan, slots, run_chunk, on_result=on_result,
                           on_host=lambda h, s: self._emit(HostChanged(h, s)),
-                          host_ok=host_ok, stopper=stopper, max_per_host=self.options.max_per_host)
+                          host_ok=host_ok, stopper=stopper, max_per_host=self.options.max_per_host,
+                          on_stop=loop.request_stop)
         self._scheduler = sched
         if self._stop.is_set():
             sched.stop()
-            loop.request_stop()
         return sched.run()
 
     def _reports(self, store: Store, run_id: str, run_dir: Path) -> dict[str, Path]:

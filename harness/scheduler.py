@@ -130,6 +130,7 @@ class Scheduler:
                  host_ok: Callable[[str], str | None] | None = None,
                  stopper: Stopper | None = None,
                  max_per_host: int | None = None,
+                 on_stop: Callable[[], None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._queues = {h: list(reversed(chunks)) for h, chunks in plan.items()}
         self._slots = {h: max(1, min(slots.get(h, 1), max_per_host or 1 << 30))
@@ -139,6 +140,7 @@ class Scheduler:
         self._on_host = on_host or (lambda h, s: None)
         self._host_ok = host_ok or (lambda h: None)
         self._stopper = stopper
+        self._on_stop = on_stop or (lambda: None)
         self._clock = clock
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -153,6 +155,7 @@ class Scheduler:
         """Stop handing out boots; boots under way finish and are recorded."""
         self.stats.interrupted = True
         self._stop.set()
+        self._on_stop()  # e.g. the boot loop abandons the boots under way
 
     @property
     def stopping(self) -> bool:
@@ -243,6 +246,8 @@ class Scheduler:
                 while t.is_alive():
                     t.join(0.2)
         except KeyboardInterrupt:
+            if self.stopping:
+                raise  # asked to stop already: do not wait for the slots again
             self.stop()
             for t in threads:
                 t.join()
