@@ -69,8 +69,9 @@ def to_markdown(view: RunView) -> str:
         f"{t['boots']} boots ({t['ok']} ok, {t['vcpu_offline']} vCPU offline, "
         f"{t['boot_failure']} boot failure, {t['infra_error']} infrastructure error).",
         "",
-        f"**{counts['fail']} fail, {counts['undecided']} undecided, {counts['pass']} pass** "
-        f"(intervals at {pct(view.confidence)}; infrastructure errors are not in the rates).",
+        f"**{counts['fail']} fail, {counts['undecided']} undecided, {counts['pass']} pass**"
+        + (f" ({counts['not_judged']} not judged)" if counts.get("not_judged") else "")
+        + f" (intervals at {pct(view.confidence)}; infrastructure errors are not in the rates).",
         "",
     ]
     failed = [c for c in view.cells if c.verdict == "fail"]

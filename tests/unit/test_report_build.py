@@ -260,3 +260,21 @@ def test_reports_of_a_run_with_no_boot_yet(tmp_path):
     assert len(skipped) == 2
     assert "0/0 (no guest boots)" in written["md"].read_text()
     assert "No boot recorded a bring-up latency" in written["html"].read_text()
+
+
+def test_not_judged_cells_pass_in_junit_and_are_counted(tmp_path):
+    from harness.model import BootResult, Expectation, Outcome
+
+    cells = [Cell("h/g/vcpu2", "m", "h", "g", 2, 3, expect=Expectation(None, None)),
+             Cell("h/g/vcpu4", "m", "h", "g", 4, 3)]
+    with Store(tmp_path / "r.db") as store:
+        store.create_run("nj", "m", cells)
+        store.record_many(BootResult("nj", c.id, i, Outcome.VCPU_OFFLINE, offline_cpus=(1,))
+                          for c in cells for i in range(3))
+        written = write_reports(store, "nj", ["junit", "md", "json"], tmp_path / "out")
+    verdicts = [c["verdict"] for c in json.loads(written["json"].read_text())["cells"]]
+    assert verdicts == ["not_judged", "fail"]
+    cases = ET.parse(written["junit"]).getroot().findall(".//testcase")
+    assert cases[0].find("failure") is None and cases[0].find("skipped") is None
+    assert cases[1].find("failure") is not None
+    assert "**1 fail, 0 undecided, 0 pass** (1 not judged)" in written["md"].read_text()

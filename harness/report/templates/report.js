@@ -51,7 +51,8 @@
     var s = Math.sqrt(Math.max(0, Math.min(1, t)));
     return "hsl(" + Math.round(120 * (1 - s)) + ", 68%, " + Math.round(62 - 12 * s) + "%)";
   }
-  var VCOL = {pass: "hsl(120, 45%, 62%)", undecided: "hsl(40, 90%, 60%)", fail: "hsl(0, 70%, 55%)"};
+  var VCOL = {pass: "hsl(120, 45%, 62%)", undecided: "hsl(40, 90%, 60%)", fail: "hsl(0, 70%, 55%)",
+              not_judged: "#cfd8dc"};
 
   function visibleCells() {
     var needle = state.search.toLowerCase();
@@ -68,11 +69,11 @@
 
   function box(cells) {
     var b = {cells: cells, n: {ok: 0, vcpu_offline: 0, boot_failure: 0, infra_error: 0},
-             verdict: "pass"};
+             verdict: "not_judged"};
+    var rank = {not_judged: 0, pass: 1, undecided: 2, fail: 3};  // the worst one wins
     cells.forEach(function (c) {
       OUT.forEach(function (o, i) { b.n[o] += c.n[i]; });
-      if (c.v === "fail") { b.verdict = "fail"; }
-      else if (c.v === "undecided" && b.verdict !== "fail") { b.verdict = "undecided"; }
+      if (rank[c.v] > rank[b.verdict]) { b.verdict = c.v; }
     });
     b.guest = b.n.ok + b.n.vcpu_offline + b.n.boot_failure;
     return b;
@@ -311,6 +312,8 @@
         if (det.a.length) {
           var links = el("div", {"class": "muted"}, "artifacts: ");
           det.a.forEach(function (a) {
+            // artifact paths are relative to the report; never follow a scheme
+            if (/^[a-z][a-z0-9+.-]*:/i.test(a[1])) { return; }
             links.appendChild(el("a", {href: a[1]}, a[0]));
             links.appendChild(document.createTextNode(" "));
           });
