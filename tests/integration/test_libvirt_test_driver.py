@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -258,7 +259,7 @@ except KeyboardInterrupt:
     print("LEFT", backend.list_domains(), flush=True)
     sys.exit(130)
 """)
-    proc = subprocess.run(["python", str(script)], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 130, proc.stderr
     assert "DEFINED ['hb-r1-ft.tiny.vcpu4-0']" in proc.stdout
     assert "LEFT []" in proc.stdout
