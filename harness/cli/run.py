@@ -219,7 +219,9 @@ def _install_signals(runner: Runner, console: Console) -> Any:
 def _print_summary(console: Console, s: RunSummary, matrix: Path, view: LiveView) -> int:
     console.print(result_table(s, adaptive_cs=bool(s.decisions)))
     rate = s.booted / s.elapsed_s if s.elapsed_s > 0 else 0.0
-    console.print(f"{s.booted} boots recorded in {s.elapsed_s:.1f}s ({rate:.0f}/s); "
+    pace = (f"{rate:.0f} boots/s" if rate >= 1 else
+            f"{s.elapsed_s / s.booted:.1f}s per boot" if s.booted else "no boot")
+    console.print(f"{s.booted} boots recorded in {s.elapsed_s:.1f}s ({pace}); "
                   f"database {s.db}")
     if s.skipped:
         console.print(f"adaptive stopping: {len(s.decisions)} cells decided early, "
