@@ -30,6 +30,7 @@ from urllib.parse import urlparse
 
 from harness.errors import ConfigError, InfraError
 from harness.lab.freezer import Freeze
+from harness.lab.reaper import ReapHook, enable_subreaper
 
 if TYPE_CHECKING:
     from harness.backend.base import BootRequest, Domain
@@ -117,12 +118,21 @@ def _is_local(uri: str) -> bool:
     return p.scheme in LOCAL_SCHEMES and not p.hostname
 
 
+def _is_embed(uri: str) -> bool:
+    p = urlparse(uri)
+    return p.scheme == "qemu" and not p.hostname and p.path == "/embed"
+
+
 def hooks_for(lab: Lab) -> Callable[[BootRequest], list[Any]] | None:
     """The boot loop's ``hooks_for`` for a lab: stall hooks for hosts and guests that
-    carry a ``fault.stall``; None when the lab has no fault at all."""
+    carry a ``fault.stall``, and on ``qemu:///embed`` hosts a ``ReapHook`` (see
+    ``reaper.py``); None when the lab needs neither."""
     host_faults = {n: h.fault.stall for n, h in lab.hosts.items() if h.fault and h.fault.stall}
     guest_faults = {n: g.fault.stall for n, g in lab.guests.items() if g.fault and g.fault.stall}
-    if not host_faults and not guest_faults:
+    embed = {n for n, h in lab.hosts.items() if _is_embed(h.uri)}
+    if embed and not enable_subreaper():
+        embed = set()
+    if not host_faults and not guest_faults and not embed:
         return None
     for name in host_faults:
         if not _is_local(lab.host(name).uri):
@@ -132,7 +142,7 @@ def hooks_for(lab: Lab) -> Callable[[BootRequest], list[Any]] | None:
                               lab.doc.loc(("hosts", name, "fault"), key=True))
 
     def for_request(request: BootRequest) -> list[Any]:
-        hooks: list[Any] = []
+        hooks: list[Any] = [ReapHook()] if request.host_name in embed else []
         hf = host_faults.get(request.host_name)
         if hf is not None:
             hooks.append(StallHook(hf, f"host:{request.host_name}"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -76,7 +77,8 @@ def test_a_stall_on_a_remote_host_is_a_located_config_error(tmp_path: Path) -> N
     assert "needs a local qemu:/// URI" in str(e.value)
 
 
-def test_hooks_per_request(tmp_path: Path) -> None:
+def test_hooks_per_request(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("harness.lab.stall.enable_subreaper", lambda: True)  # no prctl here
     f = tmp_path / "lab.yaml"
     f.write_text(LAB.replace("qemu+ssh://root@node-1/system", "qemu:///embed?root=/tmp/x"))
     lab = load_lab(f)
@@ -84,7 +86,28 @@ def test_hooks_per_request(tmp_path: Path) -> None:
     assert make is not None
     req = _req(0)
     far = BootRequest(**{**req.__dict__, "host_name": "far", "host": lab.host("far")})
-    assert [h.source for h in make(far)] == ["host:far"]
-    assert make(req) == []
-    f.write_text(LAB.replace("    fault:\n      stall: {probability: 0.5}\n", ""))
+    hooks = make(far)
+    assert [type(h).__name__ for h in hooks] == ["ReapHook", "StallHook"]
+    assert hooks[1].source == "host:far"
+    assert make(req) == []  # qemu:///system: QEMU is libvirtd's child, nothing to reap
+    f.write_text(LAB.replace("qemu+ssh://root@node-1/system", "qemu:///system")
+                 .replace("    fault:\n      stall: {probability: 0.5}\n", ""))
     assert hooks_for(load_lab(f)) is None
+
+
+def test_reap_hook_ignores_processes_that_are_not_our_children() -> None:
+    from harness.lab.reaper import ReapHook, parent_of, reap_when_done
+
+    assert parent_of(os.getpid()) == os.getppid()
+    assert reap_when_done(1) is None
+
+    class _Dom:
+        name = "hb-x"
+
+        def vcpu_threads(self) -> dict[int, int]:
+            return {0: 1}  # PID 1's main thread: not our child
+
+    hook = ReapHook()
+    assert hook.before_resume(_Dom(), _req(0)) is None  # type: ignore[arg-type]
+    assert hook.thread is None
+    hook.after_stop(_Dom(), _req(0))  # type: ignore[arg-type]
