@@ -2,12 +2,13 @@
 pipeline except libvirt and SSH (runner, scheduler, boot loop, sim backend, collection,
 classifier, artifacts on disk, SQLite store with one transaction per boot).
 
-Prints boots per second for the run as ``harness run`` does it, once with the store as
-shipped and once with SQLite ``synchronous=NORMAL`` (WAL: still safe against kill -9, not
-against power loss) to show what the per-commit fsync costs, then a per-stage breakdown
+Prints boots per second for the run as ``harness run`` does it: in one process with the
+store as shipped, with SQLite ``synchronous=NORMAL`` (WAL: still safe against kill -9,
+not against power loss) to show what the per-commit fsync costs, and in several worker
+processes (``--workers``; the time includes starting them); then a per-stage breakdown
 measured in one thread. Target (issue 6): >= 500 boots/s.
 
-    python benchmarks/bench_sim_throughput.py [--boots 20] [--max-per-host N] [--chunk 5]
+    python benchmarks/bench_sim_throughput.py [--boots 40] [--workers 2] [--chunk 5]
 """
 
 from __future__ import annotations
@@ -59,11 +60,12 @@ def zero_latency(folder: Path) -> Path:
 
 
 def run_once(matrix: Path, folder: Path, boots: int, store_factory: Callable[[Path], Store],
-             max_per_host: int | None, chunk: int) -> tuple[int, float, float]:
+             max_per_host: int | None, chunk: int, workers: int = 1
+             ) -> tuple[int, float, float]:
     m = load_matrix(matrix)
     runner = Runner(m, RunOptions(boots=boots, time_scale=0, write_reports=False,
                                   reports_dir=folder, max_per_host=max_per_host,
-                                  chunk_size=chunk),
+                                  chunk_size=chunk, workers=workers),
                     store_factory=store_factory)
     t = time.perf_counter()
     s = runner.run()
@@ -115,10 +117,12 @@ def breakdown(matrix: Path, folder: Path, n: int) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--boots", type=int, default=20, help="boots per cell (48 cells)")
+    ap.add_argument("--boots", type=int, default=40, help="boots per cell (48 cells)")
     ap.add_argument("--max-per-host", type=int, default=None,
                     help="slots per host (default: the lab's, 4 each on 2 hosts)")
     ap.add_argument("--chunk", type=int, default=5)
+    ap.add_argument("--workers", type=int, default=2,
+                    help="processes for the multi-process figure (harness run --workers)")
     a = ap.parse_args()
     load = os.getloadavg()
     print(f"command: python {' '.join(sys.argv)}")
@@ -129,12 +133,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         folder = Path(d)
         matrix = zero_latency(folder)
-        for label, factory in (("store as shipped (synchronous=FULL)", Store),
-                               ("store with synchronous=NORMAL", NormalSyncStore)):
-            sub = folder / label.split()[2]
+        runs: list[tuple[str, Callable[[Path], Store], int]] = [
+            ("1 process, store as shipped (FULL)", Store, 1),
+            ("1 process, synchronous=NORMAL", NormalSyncStore, 1),
+            (f"{a.workers} processes, store as shipped (FULL)", Store, a.workers)]
+        for k, (label, factory, workers) in enumerate(runs):
+            sub = folder / f"run{k}"
             sub.mkdir()
-            n, secs, util = run_once(matrix, sub, a.boots, factory, a.max_per_host, a.chunk)
-            print(f"  {label:40s} {n} boots in {secs:5.2f}s = {n / secs:6.0f} boots/s "
+            n, secs, util = run_once(matrix, sub, a.boots, factory, a.max_per_host, a.chunk,
+                                     workers)
+            print(f"  {label:42s} {n} boots in {secs:5.2f}s = {n / secs:6.0f} boots/s "
                   f"(slots busy {100 * util:.0f}%)")
         print("per-stage cost, one thread, store as shipped (ms per boot):")
         for k, v in breakdown(matrix, folder, min(480, 48 * a.boots)).items():

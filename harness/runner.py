@@ -46,6 +46,8 @@ class RunOptions:
     write_reports: bool = True
     only_cells: tuple[str, ...] | None = None  # run just these cells (pytest: one per test)
     join: bool = False  # with resume: add to a run others write too; leave it running
+    workers: int = 1  # processes booting the run (hosts split among them)
+    worker: bool = False  # this process is one of them (set by harness.workers)
 
 
 # --- progress events (called from slot threads; keep handlers quick) -------------------
@@ -127,6 +129,7 @@ class Runner:
         self._store_factory = store_factory
         self._scheduler: Scheduler | None = None
         self._loop: Any = None
+        self._pool: Any = None
         self._stop = threading.Event()
         self.sim_clock: SimClock | None = None
 
@@ -139,6 +142,8 @@ class Runner:
             self._scheduler.stop()
         if self._loop is not None:
             self._loop.request_stop()  # the boot under way is abandoned and cleaned up
+        if self._pool is not None:
+            self._pool.stop()
 
     def _cells(self) -> list[Cell]:
         cells = list(self.matrix.cells)
@@ -257,7 +262,7 @@ class Runner:
                 seed = info.config.get("order_seed")
                 if o.join:
                     store.add_cells(run_id, cells)
-                else:
+                elif not o.worker:
                     store.resume_run(run_id, cells)
             else:
                 cells = self._only(self._cells())
@@ -271,30 +276,65 @@ class Runner:
             done = {c.id: store.recorded(run_id, c.id) for c in cells}
             order_seed = seed if isinstance(seed, int) else _seed_of(run_id)
             plan = plan_chunks(cells, done, chunk_size=o.chunk_size, seed=order_seed)
-            prior = store.counts(run_id)
-            settings = self._adaptive()
-            stopper = SprtStopper(cells, settings, prior) if settings else None
-            loop = self._loop = self._boot_loop(store, run_id, run_dir)
             slots = {h: self.lab.host(h).slots for h in plan}
             already = sum(len(v) for v in done.values())
             self._emit(RunStarted(run_id, self.matrix.name, sum(c.boots for c in cells),
                                   already, slots, db, bool(o.resume)))
-            stats = self._schedule(loop, plan, slots, stopper)
+            decisions: dict[str, Decision]
+            if (o.workers > 1 and not o.worker and self._backend_for is None
+                    and self._connector_for is None and self._hooks_for is None):
+                stats, decisions, util = self._run_workers(db, run_id, cells, plan,
+                                                           order_seed)
+            else:
+                prior = store.counts(run_id)
+                settings = self._adaptive()
+                stopper = SprtStopper(cells, settings, prior) if settings else None
+                loop = self._loop = self._boot_loop(store, run_id, run_dir)
+                stats = self._schedule(loop, plan, slots, stopper)
+                decisions = {c.id: d for c in cells
+                             if stopper and (d := stopper.decision(c.id)) is not None}
+                util = stats.utilization()
             counts = store.counts(run_id)
             recorded = sum(len(store.recorded(run_id, c.id)) for c in cells)
-            decisions = {c.id: d for c in cells
-                         if stopper and (d := stopper.decision(c.id)) is not None}
             target = sum(c.boots for c in cells) - stats.skipped
             missing = max(0, target - recorded)
             status = ("interrupted" if stats.interrupted
                       else "incomplete" if missing else "finished")
-            if not o.join:
+            if not (o.join or o.worker):
                 store.mark_finished(run_id, status)
             reports = (self._reports(store, run_id, run_dir)
-                       if o.write_reports and not o.join and status != "interrupted" else {})
+                       if o.write_reports and not (o.join or o.worker)
+                       and status != "interrupted" else {})
         return RunSummary(run_id, self.matrix.name, status, db, run_dir, tuple(cells), counts,
                           recorded - already, time.monotonic() - t0, dict(stats.set_aside),
-                          decisions, stats.skipped, missing, reports, stats.utilization())
+                          decisions, stats.skipped, missing, reports, util)
+
+    def _run_workers(self, db: Path, run_id: str, cells: list[Cell],
+                     plan: dict[str, list[Chunk]], order_seed: int
+                     ) -> tuple[SchedulerStats, dict[str, Decision], float]:
+        """Boot the plan in ``workers`` processes (hosts split among them)."""
+        from harness.errors import HarnessError
+        from harness.workers import WorkerPool, split_hosts
+
+        todo = {h: sum(len(c.indices) for c in chunks) for h, chunks in plan.items()}
+        by_host: dict[str, list[str]] = {}
+        for c in cells:
+            by_host.setdefault(c.host, []).append(c.id)
+        opts = replace(self.options, db=db.resolve(), order_seed=order_seed)
+        pool = self._pool = WorkerPool(self.matrix.file, opts,
+                                       split_hosts(todo, self.options.workers), by_host,
+                                       run_id, self._emit)
+        if self._stop.is_set():
+            return SchedulerStats(interrupted=True), {}, 0.0
+        res = pool.run()
+        if res.errors:
+            raise HarnessError("a worker process failed: " + "; ".join(res.errors))
+        stats = SchedulerStats(set_aside=res.set_aside, skipped=res.skipped,
+                               interrupted=res.interrupted)
+        util = sum(res.utilization) / len(res.utilization) if res.utilization else 0.0
+        decisions: dict[str, Decision] = {
+            k: ("pass" if v == "pass" else "fail") for k, v in res.decisions.items()}
+        return stats, decisions, util
 
     def _schedule(self, loop: Any, plan: dict[str, list[Chunk]], slots: dict[str, int],
                   stopper: SprtStopper | None) -> SchedulerStats:

@@ -156,6 +156,8 @@ def result_table(summary: RunSummary, adaptive_cs: bool = False) -> Table:
 @click.option("--adaptive/--no-adaptive", default=None,
               help="Stop a cell once decided (SPRT); default: as the matrix says.")
 @click.option("--order-seed", type=int, help="Seed of the interleaved boot order.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Processes booting the run (hosts split among them).")
 @click.option("--reports-dir", type=click.Path(path_type=Path, file_okay=False),
               default=Path("reports"), show_default=True,
               help="Results database (unless the lab names one) and run folders.")
@@ -165,8 +167,8 @@ def result_table(summary: RunSummary, adaptive_cs: bool = False) -> Table:
 @click.option("--quiet", "-q", is_flag=True, help="No live progress, only the summary.")
 def run(matrix: Path, run_id: str | None, resume: str | None, boots: int | None,
         time_scale: float, chunk_size: int, max_per_host: int | None,
-        adaptive: bool | None, order_seed: int | None, reports_dir: Path, db: Path | None,
-        no_report: bool, quiet: bool) -> int:
+        adaptive: bool | None, order_seed: int | None, workers: int, reports_dir: Path,
+        db: Path | None, no_report: bool, quiet: bool) -> int:
     """Run MATRIX: boot every cell on its host's slots, record and classify every boot,
     and print the result table (Ctrl-C stops cleanly; resume with --resume RUN_ID)."""
     if run_id and resume:
@@ -176,7 +178,8 @@ def run(matrix: Path, run_id: str | None, resume: str | None, boots: int | None,
     options = RunOptions(run_id=run_id, resume=resume, boots=boots, time_scale=time_scale,
                          chunk_size=chunk_size, order_seed=order_seed,
                          max_per_host=max_per_host, adaptive=adaptive,
-                         reports_dir=reports_dir, db=db, write_reports=not no_report)
+                         reports_dir=reports_dir, db=db, write_reports=not no_report,
+                         workers=workers)
     console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
     live_view = LiveView(console)
     runner = Runner(m, options, on_event=live_view)

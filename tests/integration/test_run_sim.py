@@ -222,3 +222,38 @@ def test_adaptive_stopping_saves_boots_and_decides_like_fixed_n(tmp_path: Path) 
     s2 = Runner(m, RunOptions(run_id="b", reports_dir=tmp_path / "reports",
                               write_reports=False, adaptive=False, boots=20)).run()
     assert s2.booted == 12 * 20 and not s2.decisions
+
+
+def test_worker_processes_record_the_truth_and_die_with_a_killed_controller(
+        tmp_path: Path) -> None:
+    matrix = write(tmp_path, boots=15)
+    db = tmp_path / "reports" / "simtest.db"
+    p = harness(matrix, "--run-id", "w", "--workers", "2", "--reports-dir",
+                tmp_path / "reports", "--no-report", cwd=tmp_path)
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 1, err
+    assert {(c, i): o for c, i, o in boots(db, "w")} == truth(matrix)
+    assert "180 boots recorded" in out
+    # kill -9 the controller: its workers die with it, nothing records afterwards
+    matrix = write(tmp_path, boots=400)
+    p = harness(matrix, "--run-id", "w2", "--workers", "2", "--reports-dir",
+                tmp_path / "reports", "--no-report", "--time-scale", "0.001", cwd=tmp_path)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if len(boots(db, "w2")) > 30:
+                break
+        except sqlite3.OperationalError:
+            pass
+        time.sleep(0.2)
+    p.send_signal(signal.SIGKILL)
+    p.communicate(timeout=30)
+    time.sleep(1.0)
+    n = len(boots(db, "w2"))
+    time.sleep(2.0)
+    assert len(boots(db, "w2")) == n  # no orphan worker still recording
+    p = harness(matrix, "--resume", "w2", "--workers", "2", "--reports-dir",
+                tmp_path / "reports", "--no-report", cwd=tmp_path)
+    p.communicate(timeout=600)
+    assert p.returncode == 1
+    assert {(c, i): o for c, i, o in boots(db, "w2")} == truth(matrix)

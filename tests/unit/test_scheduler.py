@@ -172,3 +172,17 @@ def test_an_error_in_a_stage_stops_the_run_and_is_raised() -> None:
 
     with pytest.raises(RuntimeError, match="boom"):
         Scheduler(plan_chunks(cells()), {"h1": 2, "h2": 2}, broken).run()
+
+
+def test_split_hosts_balances_boots_and_keeps_each_host_whole() -> None:
+    from harness.workers import split_hosts
+
+    todo = {"a": 100, "b": 90, "c": 60, "d": 40, "e": 10}
+    groups = split_hosts(todo, 2)
+    assert sorted(h for g in groups for h in g) == sorted(todo)
+    loads = sorted(sum(todo[h] for h in g) for g in groups)
+    assert loads == [150, 150]
+    assert split_hosts(todo, 9) == [[h] for h in ("a", "b", "c", "d", "e")]
+    assert split_hosts({"a": 1}, 1) == [["a"]]
+    with pytest.raises(ValueError):
+        split_hosts(todo, 0)
