@@ -119,6 +119,11 @@ def cache_checks(lay: Layout) -> list[Check]:
     out.append(Check("lab SSH key", keys.exists(), str(keys), "harness lab setup"))
     conf = lay.libvirt / "etc" / "qemu.conf"
     out.append(Check("embed qemu.conf", conf.exists(), str(conf), "harness lab setup"))
+    pid = embed.holder(lay.libvirt)
+    out.append(Check("embed root free", pid is None,
+                     f"held by process {pid} (libvirt allows one process per embed root)"
+                     if pid is not None else str(lay.libvirt),
+                     f"wait for process {pid} (a harness run?) to finish"))
     problem = embed.root_problem(lay.libvirt)
     out.append(Check("embed root path length", problem is None, problem or str(lay.libvirt),
                      "export VMBH_CACHE=/var/tmp/vmbh (a short folder)"))

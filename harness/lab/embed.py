@@ -55,3 +55,28 @@ def root_problem(root: Path) -> str | None:
         return (f"the embed root {root} is longer than {MAX_ROOT_LEN} characters: QEMU's "
                 f"monitor socket path would not fit; set VMBH_CACHE to a shorter folder")
     return None
+
+
+def holder(root: Path) -> int | None:
+    """The pid of the process that has ``root`` open as its embedded driver, if any
+    (libvirt holds a lock on ``ROOT/run/qemu/driver.pid``; one process per root, and one
+    root per process)."""
+    import fcntl
+
+    pidfile = root / "run" / "qemu" / "driver.pid"
+    try:
+        fd = os.open(pidfile, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            try:
+                return int(pidfile.read_text().strip() or 0) or -1
+            except (OSError, ValueError):
+                return -1
+        fcntl.lockf(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)

@@ -2,8 +2,13 @@
 QEMU driver, through the whole pipeline (libvirt, SSH, classify, SQLite store).
 
 Needs qemu-system-aarch64 and libvirt's QEMU driver (skipped, saying so, without them),
-and ``harness lab setup`` (run here when needed: idempotent, seconds once built). Each
-test module uses its own short embed root under /tmp and removes it.
+and ``harness lab setup`` (run here when needed: idempotent, seconds once built).
+
+libvirt allows one ``qemu:///embed`` root per process, and one process per root: these
+tests use the lab's own root (``${cache}/libvirt``, like matrices/labs/local-lab.yaml) so
+they can share a process with other local-lab tests, keep to one xdist worker
+(``xdist_group``), and stop with a clear message when another process (a ``harness run``
+of the local lab) holds that root.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from harness.lab import doctor
 from harness.lab.paths import layout
 from harness.model import Outcome
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("local-lab")]
 
 _missing = [c.name for c in doctor.host_checks()
             if not c.ok and c.name in ("qemu-system-aarch64", "libvirt QEMU driver",
@@ -34,13 +39,13 @@ LAB = """\
 name: it-local
 hosts:
   clean:
-    uri: qemu:///embed?root={root}/libvirt
+    uri: qemu:///embed?root=${{cache}}/libvirt
     domain_type: qemu
     cpu_model: cortex-a72
     network: {{type: user}}
     storage_dir: {root}/run
   stall:
-    uri: qemu:///embed?root={root}/libvirt
+    uri: qemu:///embed?root=${{cache}}/libvirt
     domain_type: qemu
     cpu_model: cortex-a72
     network: {{type: user}}
@@ -83,15 +88,17 @@ timeouts: {{boot: {boot}, ssh: 5, command: 30, shutdown: 5}}
 
 @pytest.fixture(scope="module")
 def lab_dir() -> Iterator[Path]:
+    from harness.lab.embed import holder
     from harness.lab.setup import setup
 
-    setup(layout(), install=os.geteuid() == 0)
-    # short: QEMU's monitor socket lives under <root>/libvirt/lib/qemu/domain-N-<name>/
+    lay = layout()
+    setup(lay, install=os.geteuid() == 0)
+    other = holder(lay.libvirt)
+    if other is not None and other != os.getpid():
+        pytest.fail(f"process {other} holds the local lab's libvirt ({lay.libvirt}): "
+                    "let that `harness run` finish first", pytrace=False)
     root = Path(tempfile.mkdtemp(prefix="vmbh5-", dir="/tmp"))
     (root / "lab.yaml").write_text(LAB.format(root=root))
-    from harness.lab.embed import write_qemu_conf
-
-    write_qemu_conf(root / "libvirt")
     try:
         yield root
     finally:
@@ -128,7 +135,7 @@ def test_clean_boot_has_every_cpu_online(lab_dir: Path) -> None:
     assert b.kernel_release == release
     dmesg = _text(summary.run_dir, dict(b.artifacts)["dmesg"])
     assert "smp: Brought up 1 node, 4 CPUs" in dmesg
-    assert not list((lab_dir / "libvirt").glob("lib/qemu/domain-*"))  # domain gone
+    assert not list(layout().libvirt.glob("lib/qemu/domain-*-hb-clean*"))  # domain gone
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the stall injector writes cgroup files of "

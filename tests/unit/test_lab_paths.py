@@ -42,3 +42,26 @@ def test_qemu_conf_for_embed(tmp_path: Path) -> None:
     assert (tmp_path / "etc/qemu.conf").read_text() == embed.qemu_conf(False)
     assert embed.root_problem(tmp_path / ("x" * 80)) is not None
     assert embed.root_problem(Path("/var/tmp/vmbh/libvirt")) is None
+
+
+def test_holder_names_the_process_that_locks_the_embed_root(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    assert embed.holder(tmp_path) is None  # no pid file
+    pidfile = tmp_path / "run/qemu/driver.pid"
+    pidfile.parent.mkdir(parents=True)
+    pidfile.write_text("")
+    assert embed.holder(tmp_path) is None  # nobody holds it
+    code = ("import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR); "
+            "fcntl.lockf(fd, fcntl.LOCK_EX); os.write(fd, str(os.getpid()).encode()); "
+            "print('locked', flush=True); time.sleep(30)")
+    child = subprocess.Popen([sys.executable, "-c", code, str(pidfile)],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "locked"
+        assert embed.holder(tmp_path) == child.pid
+    finally:
+        child.kill()
+        child.wait()
+    assert embed.holder(tmp_path) is None
