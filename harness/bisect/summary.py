@@ -68,7 +68,7 @@ class ChangeCheck:
 
     @property
     def suspicious(self) -> bool:
-        return self.log10_bayes_factor > np.log10(SECOND_CHANGE_BF)
+        return bool(self.log10_bayes_factor > np.log10(SECOND_CHANGE_BF))
 
 
 def second_change(boots: tuple[int, ...], failures: tuple[int, ...], first: int, last: int,
@@ -89,8 +89,9 @@ def second_change(boots: tuple[int, ...], failures: tuple[int, ...], first: int,
     split = idx[j + 1]
     before = counts(int(cf[j] + cs[j]), int(cf[j]))
     after = counts(int(k.sum() - cf[j] - cs[j]), int(f.sum() - cf[j]))
-    return ChangeCheck(side, first, last, len(idx), log_bf / np.log(10), split, before, after,
-                       _permutation_homogeneity(k.astype(int), f.astype(int), seed, resamples))
+    return ChangeCheck(side, first, last, len(idx), float(log_bf / np.log(10)), split, before,
+                       after, _permutation_homogeneity(k.astype(int), f.astype(int), seed,
+                                                       resamples))
 
 
 def _chi2(fails: np.ndarray, k: np.ndarray, total_f: float) -> np.ndarray:
