@@ -55,19 +55,32 @@ class PriorsModel(Frozen):
         return v
 
 
+FAILURES = ("vcpu_offline", "boot_failure", "any")
+
+
 class CampaignModel(Frozen):
     name: str | None = Field(None, pattern=NAME_PATTERN)
     description: str = ""
     lab: Path
     builds: list[str] = Field(min_length=2)
     cell: CellModel
-    failure: Literal["vcpu_offline", "boot_failure", "any"] | SignatureFailure = "vcpu_offline"
+    failure: str | SignatureFailure = "vcpu_offline"
     confidence: float = Field(0.95, gt=0.5, lt=1.0)
     budget: BudgetModel = Field(default_factory=BudgetModel)
     model: Literal["auto", "clean", "baseline"] = "auto"
     priors: PriorsModel = Field(default_factory=PriorsModel)
     slots: int | None = Field(None, ge=1, le=4096)  # parallel boots per round (default: all)
     use_recorded: bool = True  # seed with boots of these builds recorded by other runs
+
+    @field_validator("failure", mode="before")
+    @classmethod
+    def _failure(cls, v: Any) -> Any:
+        if isinstance(v, str) and v not in FAILURES:
+            raise ValueError(f"unknown failure {v!r}{did_you_mean(v, FAILURES)}; use one of "
+                             f"{', '.join(FAILURES)} or {{signature: TEXT}}")
+        if not isinstance(v, str | dict):
+            raise ValueError(f"use one of {', '.join(FAILURES)} or {{signature: TEXT}}")
+        return v
 
 
 @dataclass(frozen=True)
