@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from harness.bisect.campaign import load_campaign
-from harness.bisect.loop import BisectOptions, BisectRunner, recorded_counts
+from harness.bisect.loop import BisectOptions, BisectResult, BisectRunner, recorded_counts
 from harness.cli import cli
 from harness.errors import ConfigError
 from harness.store import Store
@@ -54,10 +54,11 @@ cell: {{host: {{numa_patch: true}}, vcpus: 4}}
     return path
 
 
-def run(campaign: Path, db: Path, **kw: object) -> object:
+def run(campaign: Path, db: Path, *, resume: str | None = None,
+        max_rounds: int | None = None) -> BisectResult:
     return BisectRunner(load_campaign(campaign),
-                        BisectOptions(db=db, reports_dir=db.parent / "reports",
-                                      **kw)).run()  # type: ignore[arg-type]
+                        BisectOptions(db=db, reports_dir=db.parent / "reports", resume=resume,
+                                      max_rounds=max_rounds)).run()
 
 
 def test_campaign_file_defaults(tmp_path: Path) -> None:
@@ -114,16 +115,17 @@ def test_unknown_build_host_and_attribute(tmp_path: Path) -> None:
 def test_campaign_finds_the_culprit_on_the_sim_lab(tmp_path: Path) -> None:
     write_lab(tmp_path)
     res = run(write_campaign(tmp_path), tmp_path / "r.db")
-    assert res.status == "found"  # type: ignore[attr-defined]
-    assert res.culprit == f"b{CULPRIT:02d}"  # type: ignore[attr-defined]
-    post = res.posterior  # type: ignore[attr-defined]
+    assert res.status == "found"
+    assert res.culprit == f"b{CULPRIT:02d}"
+    post = res.posterior
     assert post.probability >= 0.95
     with Store(tmp_path / "r.db") as store:  # the posterior is made of what was recorded
         k, f, own, infra = recorded_counts(store, load_campaign(tmp_path / "campaign.yaml"),
-                                           res.run_id)  # type: ignore[attr-defined]
+                                           res.run_id)
         assert (tuple(k), tuple(f)) == (post.boots, post.failures)
-        assert own == res.campaign_boots == post.total_boots  # type: ignore[attr-defined]
-        assert store.get_run(res.run_id).status == "found"  # type: ignore[attr-defined]
+        assert own == res.campaign_boots == post.total_boots
+        assert infra == res.infra_skips
+        assert store.get_run(res.run_id).status == "found"
 
 
 def test_a_killed_campaign_resumes_to_the_same_state(tmp_path: Path) -> None:
@@ -131,12 +133,12 @@ def test_a_killed_campaign_resumes_to_the_same_state(tmp_path: Path) -> None:
     camp = write_campaign(tmp_path)
     whole = run(camp, tmp_path / "whole.db")
     part = run(camp, tmp_path / "part.db", max_rounds=3)
-    assert part.status == "stopped"  # type: ignore[attr-defined]
-    assert part.posterior.total_boots < whole.posterior.total_boots  # type: ignore[attr-defined]
-    rest = run(camp, tmp_path / "part.db", resume=part.run_id)  # type: ignore[attr-defined]
-    assert rest.run_id == part.run_id  # type: ignore[attr-defined]
-    assert rest.posterior == whole.posterior  # type: ignore[attr-defined]
-    assert rest.campaign_boots == whole.campaign_boots  # type: ignore[attr-defined]
+    assert part.status == "stopped"
+    assert part.posterior.total_boots < whole.posterior.total_boots
+    rest = run(camp, tmp_path / "part.db", resume=part.run_id)
+    assert rest.run_id == part.run_id
+    assert rest.posterior == whole.posterior
+    assert rest.campaign_boots == whole.campaign_boots
 
 
 def test_recorded_boots_seed_a_new_campaign(tmp_path: Path) -> None:
@@ -144,37 +146,37 @@ def test_recorded_boots_seed_a_new_campaign(tmp_path: Path) -> None:
     camp = write_campaign(tmp_path)
     first = run(camp, tmp_path / "r.db")
     again = run(camp, tmp_path / "r.db")  # a new run: decided by what is recorded
-    assert again.status == "found" and again.campaign_boots == 0  # type: ignore[attr-defined]
-    assert again.posterior == first.posterior  # type: ignore[attr-defined]
+    assert again.status == "found" and again.campaign_boots == 0
+    assert again.posterior == first.posterior
     alone = run(write_campaign(tmp_path, "use_recorded: false\n", "alone.yaml"),
                 tmp_path / "r.db")
-    assert alone.campaign_boots > 0  # type: ignore[attr-defined]
+    assert alone.campaign_boots > 0
 
 
 def test_infrastructure_errors_are_skips_not_data(tmp_path: Path) -> None:
     write_lab(tmp_path, extra_sim="  infra_error: 0.5\n")
     res = run(write_campaign(tmp_path), tmp_path / "r.db")
-    assert res.infra_skips > 0  # type: ignore[attr-defined]
-    assert res.culprit == f"b{CULPRIT:02d}"  # type: ignore[attr-defined]
+    assert res.infra_skips > 0
+    assert res.culprit == f"b{CULPRIT:02d}"
     with Store(tmp_path / "r.db") as store:
-        counts = store.counts(res.run_id)  # type: ignore[attr-defined]
-    assert sum(c.n for c in counts.values()) == res.posterior.total_boots  # type: ignore
-    assert sum(c.infra_error for c in counts.values()) == res.infra_skips  # type: ignore
+        counts = store.counts(res.run_id)
+    assert sum(c.n for c in counts.values()) == res.posterior.total_boots
+    assert sum(c.infra_error for c in counts.values()) == res.infra_skips
 
 
 def test_a_host_that_goes_away_stops_the_campaign_resumably(tmp_path: Path) -> None:
     write_lab(tmp_path, extra_sim="  hosts:\n    sim-1: {gone_after: 6}\n")
     res = run(write_campaign(tmp_path), tmp_path / "r.db")
-    assert res.status == "no_host"  # type: ignore[attr-defined]
-    assert "sim-1" in res.set_aside  # type: ignore[attr-defined]
-    assert 0 < res.posterior.total_boots <= 6  # type: ignore[attr-defined]
+    assert res.status == "no_host"
+    assert "sim-1" in res.set_aside
+    assert 0 < res.posterior.total_boots <= 6
 
 
 def test_budget_stops_the_campaign(tmp_path: Path) -> None:
     write_lab(tmp_path, bad=0.1)
     res = run(write_campaign(tmp_path, "budget: {boots: 7}\n"), tmp_path / "r.db")
-    assert res.status == "budget"  # type: ignore[attr-defined]
-    assert res.campaign_boots == 7  # type: ignore[attr-defined]
+    assert res.status == "budget"
+    assert res.campaign_boots == 7
 
 
 def test_cli_json(tmp_path: Path) -> None:
