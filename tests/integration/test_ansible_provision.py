@@ -167,12 +167,21 @@ def _write_lab(h: NsHost) -> tuple[Path, Path, Path]:
                      "kernel_release": "4.18.0-147.5.1.el8_1.5es.10.aarch64", "os": "el8"}
         },
     }
+    # a simulated host too: nothing to provision (left out of the inventory), but the
+    # nightly run can boot on it here
+    lab["hosts"]["sim-1"] = {"uri": "sim:///", "attributes": {"cpu": "FT-2500",
+                                                             "numa_patch": False}}
+    lab["sim"] = {"seed": 10, "rules": []}
     lab_file = h.tmp / "matrices" / "labs" / "test-lab.yaml"
     lab_file.write_text(yaml.safe_dump(lab))
     matrix = h.tmp / "matrices" / "nightly-test.yaml"
     matrix.write_text(yaml.safe_dump({
         "name": "nightly-test", "lab": "labs/test-lab.yaml",
         "axes": {"host": ["node-t"], "guest": ["es10"], "vcpus": [4, 8]}, "boots": 3,
+    }))
+    (h.tmp / "matrices" / "nightly-sim.yaml").write_text(yaml.safe_dump({
+        "name": "nightly-sim", "lab": "labs/test-lab.yaml",
+        "axes": {"host": ["sim-1"], "guest": ["es10"], "vcpus": [4]}, "boots": 2,
     }))
     inventory = h.tmp / "inventory" / "test.harness_lab.yml"
     inventory.parent.mkdir()
@@ -215,7 +224,7 @@ def _extra_vars(h: NsHost, matrix: Path) -> dict[str, object]:
         "controller_pip_extra_args": ["--no-index"],
         "controller_source": str(_source_snapshot(h.tmp / "src")),
         "controller_wheel_dir": str(h.tmp / "dist"),
-        "controller_matrix_files": [str(matrix)],
+        "controller_matrix_files": [str(matrix), str(matrix.parent / "nightly-sim.yaml")],
         "controller_systemd_dir": str(root / "systemd"),
         "controller_retention_days": 5,
         "controller_retention_keep": 2,
@@ -276,6 +285,12 @@ def test_site_provisions_the_namespace_host_twice_second_run_changes_nothing(
     extra = h.tmp / "extra-vars.json"
     extra.write_text(json.dumps(_extra_vars(h, matrix)))
 
+    # check mode on the fresh host: says what it would do, writes nothing there
+    dry = _playbook(inventory, extra, "site.yml", "--check")
+    assert dry.returncode == 0, dry.stdout[-6000:] + dry.stderr[-3000:]
+    assert _recap(dry.stdout)["node-t"]["changed"] > 0
+    assert not (h.tmp / "root").exists()
+
     first = _playbook(inventory, extra, "site.yml")
     assert first.returncode == 0, first.stdout[-6000:] + first.stderr[-3000:]
     recap1 = _recap(first.stdout)
@@ -329,14 +344,17 @@ def test_site_provisions_the_namespace_host_twice_second_run_changes_nothing(
     assert login.stdout.strip() == "in"
 
 
-def test_nightly_script_retention_keeps_newest_and_recent_runs(ns_host: NsHost) -> None:
-    """The installed harness-nightly prunes old runs: older than the retention days and
-    beyond the newest `keep`; the results database and recent runs stay."""
+def test_nightly_playbook_runs_reports_publishes_and_prunes(ns_host: NsHost) -> None:
+    """nightly.yml on the provisioned controller: the installed harness-nightly runs the
+    matrix (on the simulated host), writes and publishes the reports, points `latest` at
+    them, and prunes runs older than the retention days beyond the newest `keep`; the
+    results database stays."""
     h = ns_host
     _lab, matrix, inventory = _write_lab(h)
     extra = h.tmp / "extra-vars.json"
-    extra.write_text(json.dumps(_extra_vars(h, matrix)))
-    res = _playbook(inventory, extra, "site.yml", "--limit", "ctl")
+    extra.write_text(json.dumps({**_extra_vars(h, matrix),
+                                 "controller_nightly_matrix": "nightly-sim.yaml"}))
+    res = _playbook(inventory, extra, "site.yml")
     assert res.returncode == 0, res.stdout[-6000:] + res.stderr[-3000:]
     srv = h.tmp / "root" / "srv"
     public = srv / "public"
@@ -345,11 +363,21 @@ def test_nightly_script_retention_keeps_newest_and_recent_runs(ns_host: NsHost) 
     for name, days in ages.items():
         d = public / name
         d.mkdir()
-        (d / "index.html").write_text(name)
+        (d / "report.html").write_text(name)
         os.utime(d, (now - days * 86400, now - days * 86400))
-    (srv / "reports" / "eas.db").write_text("results")
-    out = _run(str(srv / "bin" / "harness-nightly"), "--prune-only").stdout
-    left = sorted(p.name for p in public.iterdir())
-    # keep=2 keeps d and e; of the rest, those older than 5 days go
-    assert left == ["nightly-d", "nightly-e"], out
-    assert "removing" in out and (srv / "reports" / "eas.db").exists()
+
+    res = _playbook(inventory, extra, "nightly.yml")
+    assert res.returncode == 0, res.stdout[-6000:] + res.stderr[-3000:]
+    latest = public / "latest"
+    assert latest.is_symlink()
+    run_id = os.readlink(latest)
+    assert re.fullmatch(r"nightly-\d{8}-\d{6}", run_id), run_id
+    assert "sim-1/es10/vcpu4" in (public / run_id / "report.html").read_text()
+    assert (public / run_id / "summary.md").exists()
+    assert list((srv / "reports").glob("*.db")), "the results database must stay"
+    # keep=2 keeps the new run and e; of the rest only d is younger than 5 days
+    left = sorted(p.name for p in public.iterdir() if not p.is_symlink())
+    assert left == sorted(["nightly-d", "nightly-e", run_id]), res.stdout[-3000:]
+    assert f"published {public / run_id}" in res.stdout
+    # and the facts of the KVM host were refreshed on the way
+    assert json.loads((h.tmp / "hostfacts" / "node-t.json").read_text())["numa_patch"] is True
