@@ -44,8 +44,8 @@ class BudgetModel(Frozen):
 
 class PriorsModel(Frozen):
     bad: tuple[float, float] = (1.0, 1.0)  # Beta(a, b) of the bad builds' failure rate
-    good: tuple[float, float] = (0.5, 50.0)  # Beta(a, b) of the baseline (model B)
-    baseline: float = Field(0.9, gt=0.0, lt=1.0)  # prior weight of model B
+    good: tuple[float, float] = (1.0, 19.0)  # Beta(a, b) of the baseline (model B)
+    baseline: float = Field(0.75, gt=0.0, lt=1.0)  # prior weight of model B
 
     @field_validator("bad", "good")
     @classmethod

@@ -44,9 +44,9 @@ class Priors:
 
     bad_a: float = 1.0  # q (failure rate of bad builds) ~ Beta(bad_a, bad_b): uniform
     bad_b: float = 1.0
-    good_a: float = 0.5  # p0 (baseline of good builds, model B) ~ Beta(good_a, good_b):
-    good_b: float = 50.0  # mean 1%, "good builds fail rarely if at all"
-    baseline: float = 0.9  # prior probability of model B in "auto"
+    good_a: float = 1.0  # p0 (baseline of good builds, model B) ~ Beta(good_a, good_b):
+    good_b: float = 19.0  # mean 5%, "good builds fail rarely if at all"
+    baseline: float = 0.75  # prior probability of model B in "auto"
 
     def __post_init__(self) -> None:
         for name in ("bad_a", "bad_b", "good_a", "good_b"):
