@@ -99,6 +99,9 @@ def print_result(console: Console, res: BisectResult, s: Summary) -> None:
     console.print(f"boots: {post.total_boots} known, {res.campaign_boots} by this campaign, "
                   f"{res.infra_skips} infrastructure errors skipped, {res.rounds} rounds, "
                   f"{res.elapsed_s:.1f} s")
+    if post.failures[-1] == 0:
+        console.print(f"[yellow]note:[/] the known-bad build {res.builds[-1]} has no recorded "
+                      "failure: the campaign only assumes it is bad")
     for what, why in res.set_aside.items():
         console.print(f"  set aside: {what}: {why}")
     if res.status != "found":

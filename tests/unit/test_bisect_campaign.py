@@ -193,3 +193,16 @@ def test_cli_json(tmp_path: Path) -> None:
     assert [b["name"] for b in data["builds"]] == [f"b{i:02d}" for i in range(N)]
     assert set(data["builds"][0]) == {"name", "boots", "failures", "posterior"}
     assert sum(b["posterior"] for b in data["builds"]) == pytest.approx(1.0)
+
+
+def test_failure_by_signature_title(tmp_path: Path) -> None:
+    write_lab(tmp_path)
+    camp = write_campaign(tmp_path, 'failure: {signature: "failed to come online"}\n')
+    c = load_campaign(camp)
+    assert c.failure.describe() == "signature containing 'failed to come online'"
+    res = run(camp, tmp_path / "r.db")
+    assert res.status == "found" and res.culprit == f"b{CULPRIT:02d}"
+    never = write_campaign(tmp_path, 'failure: {signature: "no such title"}\n'
+                           "budget: {boots: 12}\n", "never.yaml")
+    res = run(never, tmp_path / "n.db")
+    assert res.status == "budget" and sum(res.posterior.failures) == 0
