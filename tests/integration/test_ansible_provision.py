@@ -301,6 +301,8 @@ def test_site_provisions_the_namespace_host_twice_second_run_changes_nothing(
     second = _playbook(inventory, extra, "site.yml")
     assert second.returncode == 0, second.stdout[-6000:] + second.stderr[-3000:]
     recap2 = _recap(second.stdout)
+    for name, res in (("check", dry), ("first", first), ("second", second)):
+        print(f"site.yml {name} run:", res.stdout.split("PLAY RECAP")[-1].strip())
     changed = {host: r["changed"] for host, r in recap2.items()}
     assert changed == {host: 0 for host in recap2}, _changed_tasks(second.stdout)
 
