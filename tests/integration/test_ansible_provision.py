@@ -37,10 +37,18 @@ SSHD = "/usr/sbin/sshd"
 BRIDGE = "hbtest0"
 
 
+# ansible from the environment running the tests (.venv in CI): the plugin imports harness
+BIN_DIR = Path(sys.executable).parent
+# running in a virtualenv (CI's .venv), the controller's venv cannot borrow its packages
+IN_VENV = sys.prefix != sys.base_prefix
+
+
 def _missing() -> str | None:
     if os.geteuid() != 0:
         return "needs root to make a network namespace (ip netns)"
-    for tool in ("ip", "ssh-keygen", "ansible-playbook", "qemu-img"):
+    if not (BIN_DIR / "ansible-playbook").exists():
+        return f"ansible-core is not installed in {BIN_DIR} (pip install -e '.[ansible]')"
+    for tool in ("ip", "ssh-keygen", "ssh", "qemu-img"):
         if shutil.which(tool) is None:
             return f"{tool} is not installed"
     if not Path(SSHD).exists():
@@ -220,8 +228,10 @@ def _extra_vars(h: NsHost, matrix: Path) -> dict[str, object]:
         "controller_home": str(root / "srv"),
         "controller_packages": ["python3-venv", "openssh-client"],  # present: a real apt check
         "controller_python": sys.executable,
-        "controller_venv_site_packages": True,  # dependencies from this interpreter, offline
-        "controller_pip_extra_args": ["--no-index"],
+        # dependencies: borrowed from this interpreter (offline) when it is not a
+        # virtualenv itself, else installed by pip (PyPI, pip's cache or the site's mirror)
+        "controller_venv_site_packages": not IN_VENV,
+        "controller_pip_extra_args": [] if IN_VENV else ["--no-index"],
         "controller_source": str(_source_snapshot(h.tmp / "src")),
         "controller_wheel_dir": str(h.tmp / "dist"),
         "controller_matrix_files": [str(matrix), str(matrix.parent / "nightly-sim.yaml")],
@@ -244,6 +254,7 @@ def _playbook(inventory: Path, extra: Path, *args: str) -> subprocess.CompletedP
     logs = extra.parent / "logs"
     n = len(list(logs.glob("run-*.log"))) if logs.exists() else 0
     env = dict(os.environ, ANSIBLE_CONFIG=str(ANSIBLE_DIR / "ansible.cfg"),
+               PATH=f"{BIN_DIR}{os.pathsep}{os.environ.get('PATH', '')}",
                ANSIBLE_CALLBACKS_ENABLED="junit", JUNIT_OUTPUT_DIR=str(logs / f"junit-{n}"),
                ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1",
                ANSIBLE_LOCAL_TEMP=str(extra.parent / "ansible-local"),
@@ -251,7 +262,8 @@ def _playbook(inventory: Path, extra: Path, *args: str) -> subprocess.CompletedP
                ANSIBLE_REMOTE_TEMP=str(extra.parent / "ansible-remote"))
     env.pop("HARNESS_LAB", None)
     res = subprocess.run(
-        ["ansible-playbook", "--diff", "-i", str(inventory), "-e", f"@{extra}", *args],
+        [str(BIN_DIR / "ansible-playbook"), "--diff", "-i", str(inventory),
+         "-e", f"@{extra}", *args],
         cwd=ANSIBLE_DIR, env=env, text=True, capture_output=True, timeout=900,
     )
     logs.mkdir(exist_ok=True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -132,9 +132,12 @@ def test_main_prints_inventory_json_and_errors_without_traceback(
     assert main([]) == 2 and "usage" in capsys.readouterr().err
 
 
+# ansible from the environment running the tests (.venv in CI): the plugin imports harness
+ANSIBLE_INVENTORY = Path(sys.executable).parent / "ansible-inventory"
 needs_ansible = pytest.mark.skipif(
-    shutil.which("ansible-inventory") is None,
-    reason="ansible-core is not installed (pip install -e '.[ansible]')",
+    not ANSIBLE_INVENTORY.exists(),
+    reason=f"ansible-core is not installed next to {sys.executable} "
+    "(pip install -e '.[ansible]')",
 )
 
 
@@ -142,7 +145,7 @@ def _ansible_inventory(cfg: Path) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible" / "ansible.cfg"),
                ANSIBLE_NOCOLOR="1", ANSIBLE_LOCAL_TEMP=str(cfg.parent / "tmp"))
     env.pop("HARNESS_LAB", None)
-    return subprocess.run(["ansible-inventory", "-i", str(cfg), "--list"], env=env,
+    return subprocess.run([str(ANSIBLE_INVENTORY), "-i", str(cfg), "--list"], env=env,
                           cwd=REPO / "ansible", text=True, capture_output=True, timeout=120)
 
 
