@@ -57,7 +57,9 @@ class StallFault(Frozen):
 
     probability: float = Field(ge=0.0, le=1.0)
     cpu: int | None = Field(None, ge=1)  # None: a random secondary
-    seconds: float = Field(8.0, gt=0, le=600)
+    # long enough that the vCPU never comes up during the boot: a thaw just after the
+    # guest gave up on the CPU (5 s) can hang a TCG guest (docs/local-lab.md)
+    seconds: float = Field(600.0, gt=0, le=3600)
 
 
 class Fault(Frozen):

@@ -321,8 +321,12 @@ class Runner:
         for c in cells:
             by_host.setdefault(c.host, []).append(c.id)
         opts = replace(self.options, db=db.resolve(), order_seed=order_seed)
+        # one process per embedded libvirt root: its hosts share a worker
+        together = {h: self.lab.host(h).uri for h in todo
+                    if self.lab.host(h).uri.startswith("qemu:///embed")}
         pool = self._pool = WorkerPool(self.matrix.file, opts,
-                                       split_hosts(todo, self.options.workers), by_host,
+                                       split_hosts(todo, self.options.workers, together),
+                                       by_host,
                                        run_id, self._emit)
         if self._stop.is_set():
             return SchedulerStats(interrupted=True), {}, 0.0

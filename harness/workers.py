@@ -31,17 +31,23 @@ from typing import Any
 from harness.model import BootResult, Outcome
 
 
-def split_hosts(todo: Mapping[str, int], workers: int) -> list[list[str]]:
+def split_hosts(todo: Mapping[str, int], workers: int,
+                together: Mapping[str, str] | None = None) -> list[list[str]]:
     """Hosts in ``workers`` groups of about equal boots to do (largest first, each to the
-    least loaded group); empty groups are dropped. Pure."""
+    least loaded group); empty groups are dropped. Hosts with the same ``together`` key
+    stay in one group (libvirt's ``qemu:///embed`` root belongs to one process). Pure."""
     if workers < 1:
         raise ValueError("workers must be >= 1")
-    groups: list[list[str]] = [[] for _ in range(min(workers, len(todo)))]
+    units: dict[str, list[str]] = {}
+    for host in todo:
+        units.setdefault((together or {}).get(host, "\0" + host), []).append(host)
+    weight = {k: sum(todo[h] for h in hs) for k, hs in units.items()}
+    groups: list[list[str]] = [[] for _ in range(min(workers, len(units)))]
     load = [0] * len(groups)
-    for host in sorted(todo, key=lambda h: (-todo[h], h)):
-        k = load.index(min(load))
-        groups[k].append(host)
-        load[k] += todo[host]
+    for key in sorted(units, key=lambda k: (-weight[k], min(units[k]))):
+        i = load.index(min(load))
+        groups[i] += units[key]
+        load[i] += weight[key]
     return [sorted(g) for g in groups if g]
 
 

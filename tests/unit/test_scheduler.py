@@ -186,3 +186,14 @@ def test_split_hosts_balances_boots_and_keeps_each_host_whole() -> None:
     assert split_hosts({"a": 1}, 1) == [["a"]]
     with pytest.raises(ValueError):
         split_hosts(todo, 0)
+
+
+def test_split_hosts_keeps_hosts_of_one_embedded_libvirt_together() -> None:
+    from harness.workers import split_hosts
+
+    todo = {"clean": 10, "stall": 10, "sim-a": 10, "sim-b": 10}
+    embed = "qemu:///embed?root=/x"
+    groups = split_hosts(todo, 4, {"clean": embed, "stall": embed})
+    assert ["clean", "stall"] in groups
+    assert sorted(h for g in groups for h in g) == sorted(todo)
+    assert len(groups) == 3
