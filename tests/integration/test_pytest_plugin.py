@@ -13,6 +13,15 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
+
+def _real_cache() -> Path:
+    from harness.lab.paths import layout
+
+    return layout().root  # read before pytester moves HOME
+
+
+REAL_CACHE = _real_cache()
+
 LAB = """\
 name: plug-lab
 hosts:
@@ -172,3 +181,87 @@ def test_fixtures_boot_a_cell_from_a_users_test(pytester: pytest.Pytester,
                                            "--matrix-reports-dir", "out",
                                            "--matrix-boots", "2", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
+
+
+REAL_LAB = """\
+name: plug-local
+hosts:
+  clean:
+    uri: qemu:///embed?root={root}/libvirt
+    domain_type: qemu
+    cpu_model: cortex-a72
+    network: {{type: user}}
+    storage_dir: {root}/run
+  stall:
+    uri: qemu:///embed?root={root}/libvirt
+    domain_type: qemu
+    cpu_model: cortex-a72
+    network: {{type: user}}
+    storage_dir: {root}/run
+    fault:
+      stall: {{probability: 1.0, seconds: 600}}
+guests:
+  arm64:
+    boot:
+      kernel: ${{cache}}/guests/arm64/vmlinuz
+      initrd: ${{cache}}/guests/arm64/initrd-ssh.cpio
+      cmdline: console=ttyAMA0
+    ssh: {{key: "${{cache}}/keys/id_ed25519"}}
+ssh: {{accept_new_host_keys: true}}
+"""
+
+REAL_MATRIX = """\
+name: plug-real
+lab: lab.yaml
+axes:
+  host: [clean, stall]
+  guest: [arm64]
+  vcpus: [2]
+boots: 1
+memory_mib: 512
+timeouts: {boot: 180, ssh: 5, command: 30, shutdown: 5}
+"""
+
+
+@pytest.mark.integration
+@pytest.mark.xdist_group("local-lab")
+def test_short_real_run_over_the_local_lab(pytester: pytest.Pytester,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real guests under QEMU through libvirt, SSH and the classifier, as pytest tests:
+    the clean host's cell passes, the stalling host's cell fails as vCPU offline."""
+    import os
+
+    from harness.lab import doctor
+    from harness.lab.embed import write_qemu_conf
+    from harness.lab.paths import layout
+    from harness.lab.setup import setup
+
+    missing = [c.name for c in doctor.host_checks()
+               if not c.ok and c.name in ("qemu-system-aarch64", "libvirt QEMU driver")]
+    if missing:
+        pytest.skip(f"needs {', '.join(missing)} (apt-get install qemu-system-arm "
+                    "libvirt-daemon-driver-qemu)")
+    if os.geteuid() != 0:
+        pytest.skip("the stall injector freezes a QEMU thread in a cgroup: needs root")
+    # pytester moved HOME: keep the real lab cache, and a short embed root (QEMU's
+    # monitor socket path must fit in 108 bytes)
+    monkeypatch.setenv("VMBH_CACHE", str(REAL_CACHE))
+    setup(layout(), install=True)
+    import shutil
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="vmbh8-", dir="/tmp"))
+    try:
+        write_qemu_conf(root / "libvirt")
+        (pytester.path / "lab.yaml").write_text(REAL_LAB.format(root=root))
+        (pytester.path / "m.yaml").write_text(REAL_MATRIX)
+        result = pytester.runpytest_subprocess("--matrix", "m.yaml", "--matrix-reports-dir",
+                                               "out", "--junitxml", "j.xml",
+                                               "-p", "no:cacheprovider", timeout=900)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.re_match_lines([r".*stall/arm64/vcpu2: vCPU offline 1/1 = 100% .*"])
+    result.stdout.fnmatch_lines(["*vCPU failed to come online*"])
+    assert outcomes(pytester.path / "j.xml") == {"clean/arm64/vcpu2": "passed",
+                                                 "stall/arm64/vcpu2": "failure"}
