@@ -114,11 +114,18 @@ def test_kill_9_at_random_moments_then_resume_loses_and_doubles_nothing(
     recorded_before = 0
     for attempt in range(12):
         args: list[str | Path] = [matrix, "--reports-dir", tmp_path / "reports",
-                                  "--no-report", "--time-scale", "0.0002"]
+                                  "--no-report", "--time-scale", "0.001"]
         args += ["--resume", "k"] if started else ["--run-id", "k"]
         p = harness(*args, cwd=tmp_path)
         if attempt < 5:
-            time.sleep(rng.uniform(0.8, 4.0))
+            if attempt == 0:  # any moment: starting, creating the run, first boots
+                time.sleep(rng.uniform(0.2, 2.0))
+            else:  # mid-run on any machine: wait for new boots, then a little more
+                deadline = time.monotonic() + 120
+                while p.poll() is None and time.monotonic() < deadline and (
+                        not db.exists() or len(boots(db, "k")) <= recorded_before):
+                    time.sleep(0.05)
+                time.sleep(rng.uniform(0.0, 0.3))
             if p.poll() is None:
                 p.send_signal(signal.SIGKILL)
                 kills += 1

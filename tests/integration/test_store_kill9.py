@@ -25,7 +25,10 @@ from harness.store import Store
 
 pytestmark = pytest.mark.integration
 
-CELLS, BOOTS, FINDINGS = 4, 150, 120
+CELLS, BOOTS, FINDINGS = 4, 300, 120
+# the writer paces itself so that the run lasts at least CELLS * BOOTS * PACE seconds on
+# any machine (6 s): four kills always land before it can finish, however fast the disk
+PACE = 0.005
 
 # outcome and findings are a pure function of (cell, index): the test can check every row
 WRITER = textwrap.dedent(f"""
@@ -67,6 +70,7 @@ WRITER = textwrap.dedent(f"""
                     store.record(result(c, i))
                     acks.write(f"{{c}} {{i}}\\n")
                     acks.flush()
+                    time.sleep({PACE})
         store.mark_finished("run")
 """)
 
