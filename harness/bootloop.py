@@ -545,7 +545,7 @@ def write_artifacts(workdir: Path, cell: Cell, index: int, collected: dict[str, 
     folder.mkdir(parents=True, exist_ok=True)
     texts = {"dmesg": collected.get("dmesg", ""), "console": console,
              "qemu_log": evidence.get("qemu_log", "")}
-    if "host_dmesg" in evidence:
+    if evidence.get("host_dmesg"):  # optional evidence: a file only when there is some
         texts["host_dmesg"] = evidence["host_dmesg"]
     out = {}
     for name, text in texts.items():
