@@ -14,6 +14,7 @@ import random
 import re
 from dataclasses import dataclass
 
+from harness.classify.cpulist import format_cpu_list
 from harness.sim.model import Fate
 
 MIDR = 0x700F8620  # Phytium FT-2500 (FTC662), as printed in the real logs
@@ -50,16 +51,7 @@ def kernel(release: str | None) -> Kernel:
 
 def cpu_list(cpus: list[int] | tuple[int, ...]) -> str:
     """``[0, 1, 2, 4, 5]`` -> ``0-2,4-5`` (the sysfs format)."""
-    out: list[str] = []
-    ids = sorted(cpus)
-    i = 0
-    while i < len(ids):
-        j = i
-        while j + 1 < len(ids) and ids[j + 1] == ids[j] + 1:
-            j += 1
-        out.append(str(ids[i]) if i == j else f"{ids[i]}-{ids[j]}")
-        i = j + 1
-    return ",".join(out)
+    return format_cpu_list(cpus)
 
 
 def online_cpus(vcpus: int, fate: Fate) -> list[int]:
