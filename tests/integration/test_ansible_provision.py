@@ -214,8 +214,30 @@ def _source_snapshot(dest: Path) -> Path:
     return dest
 
 
+def borrowed_venv(h: NsHost) -> Path:
+    return h.tmp / "controller-venv"
+
+
+def _borrowing_venv(venv: Path) -> None:
+    """The namespace host has no network, so pip there cannot fetch the harness's
+    dependencies. When this test runs from a virtualenv (CI's .venv), make the controller's
+    virtualenv beforehand (the role keeps an existing one) and let it see this
+    virtualenv's packages through a .pth file: the role then installs only the harness
+    wheel, offline, as it does with --system-site-packages from a plain interpreter."""
+    import sysconfig
+
+    if (venv / "bin" / "python").exists():
+        return
+    _run(sys.executable, "-m", "venv", str(venv))
+    purelib = _run(str(venv / "bin" / "python"), "-c",
+                   "import sysconfig; print(sysconfig.get_paths()['purelib'])").stdout.strip()
+    Path(purelib, "harness-test-borrow.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+
+
 def _extra_vars(h: NsHost, matrix: Path) -> dict[str, object]:
     root = h.tmp / "root"
+    if IN_VENV:  # outside root: the check-mode run must find nothing written there
+        _borrowing_venv(borrowed_venv(h))
     return {
         # no sudo here and we log in as root: no privilege change
         "ansible_become": False,
@@ -228,10 +250,12 @@ def _extra_vars(h: NsHost, matrix: Path) -> dict[str, object]:
         "controller_home": str(root / "srv"),
         "controller_packages": ["python3-venv", "openssh-client"],  # present: a real apt check
         "controller_python": sys.executable,
-        # dependencies: borrowed from this interpreter (offline) when it is not a
-        # virtualenv itself, else installed by pip (PyPI, pip's cache or the site's mirror)
+        # dependencies: borrowed from this interpreter, offline (the namespace host has no
+        # network): --system-site-packages from a plain interpreter, a .pth file from a
+        # virtualenv (_borrowing_venv)
         "controller_venv_site_packages": not IN_VENV,
-        "controller_pip_extra_args": [] if IN_VENV else ["--no-index"],
+        "controller_pip_extra_args": ["--no-index"],
+        "controller_venv": str(borrowed_venv(h) if IN_VENV else root / "srv" / "venv"),
         "controller_source": str(_source_snapshot(h.tmp / "src")),
         "controller_wheel_dir": str(h.tmp / "dist"),
         "controller_matrix_files": [str(matrix), str(matrix.parent / "nightly-sim.yaml")],
@@ -321,11 +345,12 @@ def test_site_provisions_the_namespace_host_twice_second_run_changes_nothing(
     root = h.tmp / "root"
     srv = root / "srv"
     # the harness is installed in the controller's own virtualenv and loads the lab
-    venv_sp = list((srv / "venv" / "lib").glob("python3*/site-packages"))
+    venv = borrowed_venv(h) if IN_VENV else srv / "venv"
+    venv_sp = list((venv / "lib").glob("python3*/site-packages"))
     assert venv_sp and list(venv_sp[0].glob("vm_boot_harness-*.dist-info"))
-    version = _run(str(srv / "venv" / "bin" / "harness"), "--version").stdout
+    version = _run(str(venv / "bin" / "harness"), "--version").stdout
     assert "harness" in version
-    plan = _run(str(srv / "venv" / "bin" / "harness"), "plan",
+    plan = _run(str(venv / "bin" / "harness"), "plan",
                 str(srv / "matrices" / "nightly-test.yaml"), cwd=srv).stdout
     assert "node-t/es10/vcpu8" in plan
     assert (srv / "matrices" / "labs" / "test-lab.yaml").read_text() == lab_file.read_text()
