@@ -130,6 +130,19 @@ def cache_checks(lay: Layout) -> list[Check]:
     return out
 
 
+BOOT_NEEDS = ("qemu-system-aarch64", "libvirt QEMU driver", "python libvirt module")
+
+
+def cannot_boot() -> str | None:
+    """Why this machine cannot boot local-lab guests at all (for tests' skip reasons),
+    or None when it can."""
+    missing = [c.name for c in failing(host_checks(), lambda c: c.name in BOOT_NEEDS)]
+    if not missing:
+        return None
+    return (f"local lab needs {', '.join(missing)} (apt-get install qemu-system-arm "
+            "libvirt-daemon-driver-qemu)")
+
+
 def all_checks(lay: Layout) -> list[Check]:
     return host_checks() + stall_checks() + cache_checks(lay)
 

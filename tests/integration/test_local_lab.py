@@ -28,12 +28,8 @@ from harness.model import Outcome
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("local-lab")]
 
-_missing = [c.name for c in doctor.host_checks()
-            if not c.ok and c.name in ("qemu-system-aarch64", "libvirt QEMU driver",
-                                       "python libvirt module")]
-if _missing:
-    pytest.skip(f"local lab needs {', '.join(_missing)} (apt-get install qemu-system-arm "
-                "libvirt-daemon-driver-qemu)", allow_module_level=True)
+if (_why := doctor.cannot_boot()) is not None:
+    pytest.skip(_why, allow_module_level=True)
 
 LAB = """\
 name: it-local

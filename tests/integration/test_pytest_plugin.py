@@ -236,11 +236,9 @@ def test_short_real_run_over_the_local_lab(pytester: pytest.Pytester,
     from harness.lab.paths import layout
     from harness.lab.setup import setup
 
-    missing = [c.name for c in doctor.host_checks()
-               if not c.ok and c.name in ("qemu-system-aarch64", "libvirt QEMU driver")]
-    if missing:
-        pytest.skip(f"needs {', '.join(missing)} (apt-get install qemu-system-arm "
-                    "libvirt-daemon-driver-qemu)")
+    why = doctor.cannot_boot()
+    if why is not None:
+        pytest.skip(why)
     if os.geteuid() != 0:
         pytest.skip("the stall injector freezes a QEMU thread in a cgroup: needs root")
     # pytester moved HOME: keep the real lab cache, and a short embed root (QEMU's
