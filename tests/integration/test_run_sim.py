@@ -75,6 +75,8 @@ def harness(*args: str | Path, **kw: object) -> subprocess.Popen[str]:
 
 def boots(db: Path, run_id: str) -> list[tuple[str, int, str]]:
     with sqlite3.connect(db) as c:
+        if c.execute("SELECT 1 FROM sqlite_master WHERE name = 'boots'").fetchone() is None:
+            return []  # the file exists but the harness has not yet created its schema
         return c.execute("SELECT cell_id, idx, outcome FROM boots WHERE run_id = ? "
                          "ORDER BY cell_id, idx", (run_id,)).fetchall()
 

@@ -57,11 +57,9 @@ WRITER = textwrap.dedent(f"""
                 store._record(conn, result(0, 0))
                 print("inside", flush=True)
                 time.sleep(600)
-        try:
-            store.get_run("run")
-            store.resume_run("run", cells)
-        except Exception:
-            store.create_run("run", "m", cells)
+        # join_run is atomic: several writers starting at once all end up in one run
+        # (get_run, then create_run, would race: two of them could both try to create it)
+        store.join_run("run", "m", cells)
         with open(ack, "a") as acks:
             for i in range(BOOTS):  # interleaved like the scheduler: boot i of every cell
                 for c in range(CELLS):
