@@ -13,6 +13,7 @@ Loaded with positions (``harness.yamlsrc``): every mistake is a ConfigError sayi
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -124,7 +125,15 @@ class Campaign:
 
     @property
     def matrix_name(self) -> str:
-        """What the store files the campaign's run under."""
+        """What the store files the campaign's runs under (resume checks it)."""
+        return f"bisect-{self.name}"
+
+    @property
+    def run_prefix(self) -> str:
+        """How a new run's id starts: ``bisect-<name>``, or the name alone when it starts
+        with "bisect" already (``bisect-sim-20261125-...``, not ``bisect-bisect-sim-...``)."""
+        if re.match(r"bisect(?:$|[-_.])", self.name):
+            return self.name
         return f"bisect-{self.name}"
 
 
@@ -156,8 +165,6 @@ def load_campaign(path: str | Path) -> Campaign:
 
 
 def _name_of(file: Path) -> str:
-    import re
-
     stem = re.sub(r"[^A-Za-z0-9_.-]", "_", file.stem) or "campaign"
     return stem if stem[0].isalnum() else f"c{stem}"
 

@@ -201,7 +201,7 @@ class BisectRunner:
                                   f"campaign {c.name!r} ({c.matrix_name!r})")
             store.resume_run(info.id, cells)
         else:
-            run_id = self.o.run_id or make_run_id(c.matrix_name)
+            run_id = self.o.run_id or make_run_id(c.run_prefix)
             info = store.create_run(
                 run_id, c.matrix_name, cells, matrix_file=str(c.file),
                 config={"campaign": str(c.file), "builds": list(c.builds),

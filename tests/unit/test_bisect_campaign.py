@@ -128,6 +128,22 @@ def test_campaign_finds_the_culprit_on_the_sim_lab(tmp_path: Path) -> None:
         assert store.get_run(res.run_id).status == "found"
 
 
+@pytest.mark.parametrize(("name", "prefix"), [
+    ("bisect-sim", "bisect-sim-"), ("bisect", "bisect-"), ("sim", "bisect-sim-"),
+    ("bisector", "bisect-bisector-"),
+])
+def test_run_ids_do_not_double_the_prefix(tmp_path: Path, name: str, prefix: str) -> None:
+    write_lab(tmp_path)
+    camp = write_campaign(tmp_path, f"name: {name}\nbudget: {{boots: 2}}\n")
+    res = run(camp, tmp_path / "r.db")
+    assert res.run_id.startswith(prefix) and not res.run_id.startswith(prefix + "bisect-")
+    assert res.run_id[len(prefix):][:8].isdigit()  # then the date
+    more = run(camp, tmp_path / "r.db", resume=res.run_id)  # resumes as before
+    assert more.run_id == res.run_id
+    with Store(tmp_path / "r.db") as store:
+        assert store.get_run(res.run_id).matrix == f"bisect-{name}"
+
+
 def test_a_killed_campaign_resumes_to_the_same_state(tmp_path: Path) -> None:
     write_lab(tmp_path)
     camp = write_campaign(tmp_path)
