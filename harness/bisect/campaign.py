@@ -2,6 +2,7 @@
 
     lab: labs/bisect-sim-lab.yaml
     builds: [b00, b01, ..., b63]      # in order; first known good, last known bad
+                                      # (or a 'build:' section: harness.bisect.build)
     cell: {host: sim-1, vcpus: 8}     # or host: {numa_patch: true} (every matching host)
     failure: vcpu_offline             # boot_failure | any | {signature: "title text"}
     confidence: 0.95
@@ -24,6 +25,7 @@ from harness.inventory import NAME_PATTERN, Frozen, Lab, Scalar, load_lab
 from harness.model import BootResult, Outcome, RebootMode
 from harness.yamlsrc import YamlDoc, did_you_mean, load_yaml, validate
 
+from .build import BuildPlan, BuildSection, load_build
 from .model import MODELS, ModelChoice, Priors
 
 
@@ -63,7 +65,8 @@ class CampaignModel(Frozen):
     name: str | None = Field(None, pattern=NAME_PATTERN)
     description: str = ""
     lab: Path
-    builds: list[str] = Field(min_length=2)
+    builds: list[str] | None = Field(None, min_length=2)  # lab guests; or a 'build' section
+    build: BuildSection | None = None
     cell: CellModel
     failure: str | SignatureFailure = "vcpu_offline"
     confidence: float = Field(0.95, gt=0.5, lt=1.0)
@@ -122,6 +125,7 @@ class Campaign:
     priors: Priors
     slots: int  # parallel boots per round
     use_recorded: bool
+    build: BuildPlan | None = None  # builds the campaign makes itself (``build:``)
 
     @property
     def matrix_name(self) -> str:
@@ -147,21 +151,35 @@ def load_campaign(path: str | Path) -> Campaign:
     if not lab_path.exists():
         raise doc.error(("lab",), f"lab file not found: {lab_path}")
     lab = load_lab(lab_path)
-    _check_builds(doc, m, lab)
     hosts = _hosts(doc, m, lab)
+    plan = None
+    if m.build is not None:
+        if m.builds is not None:
+            raise doc.error(("builds",), "the builds come from the 'build' section (its git "
+                            "range or patch series): remove 'builds'", key=True)
+        plan, guests = load_build(doc, m.build, lab, hosts, file.resolve().parent)
+        lab = Lab(lab.spec.model_copy(update={"guests": {**lab.guests, **guests}}), lab.doc)
+        builds = tuple(b.name for b in plan.builds)
+    elif m.builds is None:
+        raise doc.error((), "give 'builds' (lab guests, in order) or a 'build' section (a "
+                        "git range or patch series the campaign builds itself)")
+    else:
+        _check_builds(doc, m.builds, lab)
+        builds = tuple(m.builds)
     slots = sum(lab.host(h).slots for h in hosts)
     fail = (Failure(frozenset(), m.failure.signature) if isinstance(m.failure, SignatureFailure)
             else Failure(frozenset({Outcome.VCPU_OFFLINE, Outcome.BOOT_FAILURE}))
             if m.failure == "any" else Failure(frozenset({Outcome(m.failure)})))
     assert m.model in MODELS
     return Campaign(
-        name=m.name or _name_of(file), file=file, lab=lab, builds=tuple(m.builds),
+        name=m.name or _name_of(file), file=file, lab=lab, builds=builds,
         hosts=hosts, vcpus=m.cell.vcpus, reboot=m.cell.reboot, memory_mib=m.cell.memory_mib,
         failure=fail, confidence=m.confidence, budget_boots=m.budget.boots,
         budget_hours=m.budget.hours, model=m.model,
         priors=Priors(bad_a=m.priors.bad[0], bad_b=m.priors.bad[1], good_a=m.priors.good[0],
                       good_b=m.priors.good[1], baseline=m.priors.baseline),
-        slots=min(m.slots, slots) if m.slots else slots, use_recorded=m.use_recorded)
+        slots=min(m.slots, slots) if m.slots else slots, use_recorded=m.use_recorded,
+        build=plan)
 
 
 def _name_of(file: Path) -> str:
@@ -169,9 +187,9 @@ def _name_of(file: Path) -> str:
     return stem if stem[0].isalnum() else f"c{stem}"
 
 
-def _check_builds(doc: YamlDoc, m: CampaignModel, lab: Lab) -> None:
+def _check_builds(doc: YamlDoc, builds: list[str], lab: Lab) -> None:
     seen: dict[str, int] = {}
-    for i, b in enumerate(m.builds):
+    for i, b in enumerate(builds):
         if b not in lab.guests:
             raise doc.error(("builds", i), f"build {b!r} is not a guest of lab "
                             f"{lab.name!r}{did_you_mean(b, lab.guests)}")

@@ -27,6 +27,8 @@ from harness.model import BootResult, Cell, Outcome
 from harness.scheduler import Chunk, Scheduler
 from harness.store import Store, default_db_path, make_run_id
 
+from .build import Build
+from .builder import Builder, BuildOutcome
 from .campaign import Campaign
 from .model import Posterior, posterior
 from .policy import Round, choose_round
@@ -66,6 +68,7 @@ class BisectResult:
     rounds: int
     elapsed_s: float
     set_aside: dict[str, str] = field(default_factory=dict)  # build or host -> why
+    run_dir: Path | None = None  # the run's artifacts (reports/<run-id>/)
 
     @property
     def culprit(self) -> str:
@@ -122,7 +125,9 @@ class BisectRunner:
                  on_round: Callable[[RoundDone], None] | None = None,
                  on_boot: Callable[[BootResult], None] | None = None,
                  backend_for: Callable[[str], Backend] | None = None,
-                 connector_for: Callable[[str, str], Connector] | None = None) -> None:
+                 connector_for: Callable[[str, str], Connector] | None = None,
+                 on_build: Callable[[Build, BuildOutcome | None], None] | None = None
+                 ) -> None:
         self.c = campaign
         self.o = options or BisectOptions()
         self._on_round = on_round or (lambda r: None)
@@ -130,6 +135,9 @@ class BisectRunner:
         self._backend_for = backend_for
         self._connector_for = connector_for
         self._stop = threading.Event()
+        self._on_build = on_build or (lambda b, r: None)
+        self._builder = (Builder(campaign.build, stop=self._stop.is_set)
+                         if campaign.build is not None else None)
         self._scheduler: Scheduler | None = None
         self._loop: Any = None
 
@@ -208,7 +216,8 @@ class BisectRunner:
                         "hosts": list(c.hosts), "vcpus": c.vcpus, "reboot": str(c.reboot),
                         "failure": c.failure.describe(), "confidence": c.confidence,
                         "model": c.model, "budget_boots": c.budget_boots,
-                        "budget_hours": c.budget_hours, "slots": c.slots},
+                        "budget_hours": c.budget_hours, "slots": c.slots,
+                        "build": c.build.source if c.build is not None else None},
                 artifacts_dir=self.o.reports_dir / run_id)
         return info.id, Path(info.artifacts_dir or self.o.reports_dir / info.id)
 
@@ -227,6 +236,7 @@ class BisectRunner:
                 for b in c.builds for h in c.hosts}
             loop = self._loop = self._boot_loop(store, run_id, run_dir)
             set_aside: dict[str, str] = {}
+            unbuilt: set[int] = set()  # builds whose build command failed
             rounds = 0
             status = "stopped"
             while True:
@@ -245,11 +255,11 @@ class BisectRunner:
                     break
                 if o.max_rounds is not None and rounds >= o.max_rounds:
                     break
-                usable = np.array([st.infra_streak[i] < INFRA_SET_ASIDE
-                                   for i in range(len(c.builds))])
+                infra_ok = [st.infra_streak[i] < INFRA_SET_ASIDE for i in range(len(c.builds))]
                 for i, b in enumerate(c.builds):
-                    if not usable[i] and b not in set_aside:
+                    if not infra_ok[i] and b not in set_aside:
                         set_aside[b] = f"{INFRA_SET_ASIDE} infrastructure errors in a row"
+                usable = np.array([ok and i not in unbuilt for i, ok in enumerate(infra_ok)])
                 hosts = [h for h in c.hosts if not loop.health.failed(h)]
                 for h in c.hosts:
                     if h not in hosts and h not in set_aside:
@@ -265,6 +275,12 @@ class BisectRunner:
                     slots = min(slots, c.budget_boots - spent)
                 rnd = choose_round(np.array(st.boots), np.array(st.failures), slots,
                                    c.priors, c.model, usable=usable)
+                if self._builder is not None and not self._make_builds(rnd, unbuilt,
+                                                                       set_aside):
+                    if self._stop.is_set():
+                        status = "interrupted"
+                        break
+                    continue  # choose again without the builds that failed to build
                 plan = self._plan(rnd, hosts, next_index)
                 self._run_round(loop, plan, st)
                 rounds += 1
@@ -278,7 +294,28 @@ class BisectRunner:
                     break
             store.mark_finished(run_id, status)
         return BisectResult(run_id, db, status, c.builds, post, st.campaign_boots, st.infra,
-                            rounds, time.monotonic() - t0, set_aside)
+                            rounds, time.monotonic() - t0, set_aside, run_dir)
+
+    def _make_builds(self, rnd: Round, unbuilt: set[int], set_aside: dict[str, str]) -> bool:
+        """Make the round's builds that are not made yet (one at a time: a build uses the
+        whole machine); False if one failed (set aside: never a guest failure) or the
+        campaign was stopped."""
+        assert self._builder is not None and self.c.build is not None
+        ok = True
+        for i, _ in rnd.boots:
+            b = self.c.build.builds[i]
+            done = self._builder.recorded(b)
+            if done is None:
+                self._on_build(b, None)
+                done = self._builder.ensure(b)
+            self._on_build(b, done)
+            if done.interrupted:
+                return False
+            if not done.ok:
+                unbuilt.add(i)
+                set_aside[b.name] = f"build failed: {done.error}"
+                ok = False
+        return ok
 
     def _plan(self, rnd: Round, hosts: list[str], next_index: dict[str, int]
               ) -> dict[str, list[Chunk]]:

@@ -19,13 +19,18 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from harness.bisect.campaign import load_campaign
+from harness.bisect.build import Build
+from harness.bisect.builder import BuildOutcome
+from harness.bisect.campaign import Campaign, load_campaign
 from harness.bisect.loop import BisectOptions, BisectResult, BisectRunner, RoundDone
 from harness.bisect.summary import Summary, summarize
 
 
-def result_json(res: BisectResult, summary: Summary) -> dict[str, Any]:
+def result_json(res: BisectResult, summary: Summary, campaign: Campaign | None = None
+                ) -> dict[str, Any]:
     post = res.posterior
+    revs = ({b.name: b.rev for b in campaign.build.builds}
+            if campaign is not None and campaign.build is not None else {})
     return {
         "culprit": res.culprit,
         "culprit_index": post.best,
@@ -49,7 +54,8 @@ def result_json(res: BisectResult, summary: Summary) -> dict[str, Any]:
              "p_homogeneity": ch.p_homogeneity} for ch in summary.checks],
         "set_aside": res.set_aside,
         "builds": [{"name": b, "boots": post.boots[i], "failures": post.failures[i],
-                    "posterior": post.culprit[i]} for i, b in enumerate(res.builds)],
+                    "posterior": post.culprit[i], **({"rev": revs[b]} if b in revs else {})}
+                   for i, b in enumerate(res.builds)],
     }
 
 
@@ -133,10 +139,21 @@ def bisect(campaign: Path, as_json: bool, resume: str | None, run_id: str | None
         err.print(f"round {r.number}: {booted} -> {r.best} {r.probability:.3f} "
                   f"({r.boots} boots)", highlight=False)
 
+    def on_build(b: Build, done: BuildOutcome | None) -> None:
+        what = f"{b.name} ({b.rev[:12]}{f' + {b.count} patches' if b.patches else ''})"
+        if done is None:
+            err.print(f"building {what} in {b.dir}", highlight=False)
+        elif done.interrupted:
+            err.print(f"build of {what} stopped", highlight=False)
+        elif not done.ok:
+            err.print(f"build of {what} failed, set aside: {done.error}", highlight=False)
+        elif not done.cached:
+            err.print(f"built {what} in {done.seconds:.1f} s", highlight=False)
+
     runner = BisectRunner(c, BisectOptions(resume=resume, run_id=run_id,
                                            time_scale=time_scale, db=db,
                                            reports_dir=reports_dir, max_rounds=max_rounds),
-                          on_round=on_round)
+                          on_round=on_round, on_build=on_build)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         err.print("stopping after the boots under way (Ctrl-C again to abandon them)")
@@ -150,7 +167,7 @@ def bisect(campaign: Path, as_json: bool, resume: str | None, run_id: str | None
         signal.signal(signal.SIGINT, old)
     s = summarize(res.posterior, c.confidence)
     if as_json:
-        click.echo(json.dumps(result_json(res, s), indent=2))
+        click.echo(json.dumps(result_json(res, s, c), indent=2))
     else:
         print_result(Console(width=None if sys.stdout.isatty() else 120), res, s)
     return {"found": 0, "interrupted": 130}.get(res.status, 3)
