@@ -367,11 +367,23 @@ class Runner:
         sched = Scheduler(plan, slots, run_chunk, on_result=on_result,
                           on_host=lambda h, s: self._emit(HostChanged(h, s)),
                           host_ok=host_ok, stopper=stopper, max_per_host=self.options.max_per_host,
-                          on_stop=loop.request_stop)
+                          on_stop=loop.request_stop, **self._sim_pacing())
         self._scheduler = sched
         if self._stop.is_set():
             sched.stop()
         return sched.run()
+
+    def _sim_pacing(self) -> dict[str, Any]:
+        """A simulated lab at time scale 0 never waits for real: its slots are pure CPU,
+        so one of them runs at a time in a process (the others would only fight over the
+        GIL; ``--workers`` is how to use more cores), and slot busy time is measured in
+        simulated time (each slot's own clock), the only time such a run has."""
+        clock = self.sim_clock
+        if clock is None or clock.time_scale > 0:
+            return {}
+        if not all(h.is_sim for h in self.lab.hosts.values()):
+            return {}
+        return {"gate": 1, "clock": clock.now}
 
     def _reports(self, store: Store, run_id: str, run_dir: Path) -> dict[str, Path]:
         from harness.report import write_reports

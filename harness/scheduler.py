@@ -15,6 +15,7 @@ skipped; ``stop()`` (Ctrl-C) stops handing out boots after the current ones.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
@@ -131,7 +132,8 @@ class Scheduler:
                  stopper: Stopper | None = None,
                  max_per_host: int | None = None,
                  on_stop: Callable[[], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 gate: int | None = None) -> None:
         self._queues = {h: list(reversed(chunks)) for h, chunks in plan.items()}
         self._slots = {h: max(1, min(slots.get(h, 1), max_per_host or 1 << 30))
                        for h in self._queues}
@@ -142,6 +144,11 @@ class Scheduler:
         self._stopper = stopper
         self._on_stop = on_stop or (lambda: None)
         self._clock = clock
+        # at most ``gate`` slots run a chunk at once. For boots that never wait for real
+        # (a simulated lab at time scale 0) every slot is pure CPU: more threads than cores
+        # only fight over the GIL (measured: 8 slot threads ran a third slower than 2).
+        # The slots keep their own (virtual) clocks, so the simulated timing is unchanged.
+        self._gate = threading.BoundedSemaphore(gate) if gate else None
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._errors: list[BaseException] = []
@@ -192,11 +199,12 @@ class Scheduler:
                 chunk = self._next(host)
                 if chunk is None:
                     break
-                t0 = self._clock()
-                try:
-                    self._boot(chunk, st)
-                finally:
-                    st.busy_s += self._clock() - t0
+                with self._gate or contextlib.nullcontext():
+                    t0 = self._clock()
+                    try:
+                        self._boot(chunk, st)
+                    finally:
+                        st.busy_s += self._clock() - t0
                 why = self._host_ok(host)
                 if why:
                     self._set_aside(host, why)

@@ -110,6 +110,41 @@ def test_runs_everything_within_per_host_slot_limits() -> None:
     assert 0.5 < stats.utilization() <= 1.0
 
 
+def test_a_gate_lets_only_that_many_slots_run_at_once_and_every_boot_still_runs() -> None:
+    cs = cells(guests=4, boots=10)
+    rec = Recorder(delay=0.002)
+    sched = Scheduler(plan_chunks(cs, chunk_size=2), {"h1": 4, "h2": 4}, rec, gate=1)
+    stats = sched.run()
+    assert len({(r.cell_id, r.index) for r in rec.results}) == 80
+    assert len(stats.slots) == 8 and sum(s.boots for s in stats.slots) == 80
+    # one chunk at a time in the whole scheduler, not one per host
+    assert rec.peak["h1"] == 1 and rec.peak["h2"] == 1
+    overlap = Recorder(delay=0.002)
+    Scheduler(plan_chunks(cs, chunk_size=2), {"h1": 4, "h2": 4}, overlap).run()
+    assert overlap.peak["h1"] > 1  # without the gate the slots of a host do overlap
+
+
+def test_utilization_in_each_slots_own_clock() -> None:
+    """With a per-thread clock (a simulated lab at time scale 0) busy time is that clock's:
+    every slot busy from the start to its end is 100% whatever the real overlap."""
+    local = threading.local()
+
+    def now() -> float:
+        return getattr(local, "t", 0.0)
+
+    def run_chunk(chunk: Chunk) -> Iterator[BootResult]:
+        for i in chunk.indices:
+            local.t = now() + 40.0  # each boot takes 40 simulated seconds
+            yield result(chunk.cell, i)
+
+    cs = cells(guests=4, boots=10)
+    stats = Scheduler(plan_chunks(cs, chunk_size=10), {"h1": 2, "h2": 2}, run_chunk, gate=1,
+                      clock=now).run()
+    assert sum(s.boots for s in stats.slots) == 80
+    assert all(s.busy_s == 40.0 * s.boots for s in stats.slots)
+    assert stats.utilization() == pytest.approx(1.0)
+
+
 def test_stop_hands_out_nothing_more_and_closes_the_boot_loop() -> None:
     cs = cells(guests=2, boots=100)
     rec = Recorder(delay=0.001)
