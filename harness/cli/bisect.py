@@ -22,6 +22,7 @@ from rich.table import Table
 from harness.bisect.build import Build
 from harness.bisect.builder import BuildOutcome
 from harness.bisect.campaign import Campaign, load_campaign
+from harness.bisect.html import write_bisect_html
 from harness.bisect.loop import BisectOptions, BisectResult, BisectRunner, RoundDone
 from harness.bisect.summary import Summary, summarize
 
@@ -126,9 +127,12 @@ def print_result(console: Console, res: BisectResult, s: Summary) -> None:
 @click.option("--reports-dir", type=click.Path(path_type=Path, file_okay=False),
               default=Path("reports"), show_default=True)
 @click.option("--max-rounds", type=int, help="Stop after this many rounds.")
+@click.option("--html", "html_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write the campaign's page here (default: <reports-dir>/<run-id>/"
+                   "bisect.html).")
 def bisect(campaign: Path, as_json: bool, resume: str | None, run_id: str | None,
            time_scale: float, db: Path | None, reports_dir: Path,
-           max_rounds: int | None) -> int:
+           max_rounds: int | None, html_path: Path | None) -> int:
     """Boot the builds of CAMPAIGN, chosen one round at a time by expected information,
     until one build is the culprit with the target confidence (or the budget is spent)."""
     c = load_campaign(campaign)
@@ -166,8 +170,12 @@ def bisect(campaign: Path, as_json: bool, resume: str | None, run_id: str | None
     finally:
         signal.signal(signal.SIGINT, old)
     s = summarize(res.posterior, c.confidence)
+    page = write_bisect_html(res, s, c, html_path or (res.run_dir or reports_dir / res.run_id)
+                             / "bisect.html")
     if as_json:
-        click.echo(json.dumps(result_json(res, s, c), indent=2))
+        click.echo(json.dumps({**result_json(res, s, c), "html": str(page)}, indent=2))
     else:
-        print_result(Console(width=None if sys.stdout.isatty() else 120), res, s)
+        out = Console(width=None if sys.stdout.isatty() else 120)
+        print_result(out, res, s)
+        out.print(f"page: {page}", highlight=False, soft_wrap=True)
     return {"found": 0, "interrupted": 130}.get(res.status, 3)
