@@ -178,16 +178,9 @@ class SimChannel:
         d = self.domain
         if not d.active:
             raise GuestNotReady(f"{d.name}: connection closed")
-        online = text.online_cpus(d.vcpus, d.fate)
-        answers = {
-            commands.DMESG: d.dmesg(),
-            commands.CPU_ONLINE: text.cpu_list(online) + "\n",
-            commands.CPU_PRESENT: f"0-{d.vcpus - 1}\n" if d.vcpus > 1 else "0\n",
-            commands.UNAME_R: f"{d.release or 'unknown'}\n",
-            commands.NPROC: f"{len(online)}\n",
-        }
-        if command in answers:
-            return CommandResult(0, answers[command])
+        answer = _ANSWERS.get(command)
+        if answer is not None:
+            return CommandResult(0, answer(d))
         if command == commands.REBOOT:
             d.reset()
             return CommandResult(0, "")
@@ -195,6 +188,15 @@ class SimChannel:
 
     def close(self) -> None:
         pass
+
+
+_ANSWERS: dict[str, Callable[[SimDomain], str]] = {
+    commands.DMESG: SimDomain.dmesg,
+    commands.CPU_ONLINE: lambda d: text.cpu_list(text.online_cpus(d.vcpus, d.fate)) + "\n",
+    commands.CPU_PRESENT: lambda d: f"0-{d.vcpus - 1}\n" if d.vcpus > 1 else "0\n",
+    commands.UNAME_R: lambda d: f"{d.release or 'unknown'}\n",
+    commands.NPROC: lambda d: f"{len(text.online_cpus(d.vcpus, d.fate))}\n",
+}
 
 
 class SimConnector:

@@ -352,3 +352,24 @@ def test_forwarded_ports_are_given_back(lab: Lab, tmp_path: Path, mode: RebootMo
     results = rig.run(cell(boots=2, reboot=mode))
     assert [r.outcome for r in results] == [Outcome.OK, Outcome.OK]
     assert not set(seen) & bootloop._ports_in_use
+
+
+def test_meta_json_holds_every_field_of_the_result_as_asdict_would() -> None:
+    from dataclasses import asdict
+
+    from harness.bootloop import meta_json
+    from harness.model import BootResult, Finding, Outcome, Signature
+
+    r = BootResult("r", "h/g/vcpu4", 3, Outcome.VCPU_OFFLINE, reason="CPU3 offline",
+                   offline_cpus=(3,), online_cpus=(0, 1, 2),
+                   findings=(Finding("cpu_failed_online", 7, "CPU3: failed to come online", 3),
+                             Finding("psci_failed_boot", 9, "psci: failed to boot CPU3 (-22)",
+                                     3, -22)),
+                   signatures=(Signature("vcpu", "vCPU failed to come online"),),
+                   timings=(("define", 1.5),), extra=(("domain", "hb-1"), ("n", {"a": [1]})))
+    evidence = {"qemu_log": "x", "undefine_error": "busy"}
+    text = meta_json(r, evidence)
+    want = asdict(r) | {"evidence_names": ["qemu_log", "undefine_error"],
+                        "errors": {"undefine_error": "busy"}}
+    assert json.loads(text) == json.loads(json.dumps(want, default=str))
+    assert text.count("\n") == len(want) + 2  # one key per line, for people reading it

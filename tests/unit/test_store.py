@@ -84,6 +84,26 @@ def test_a_new_database_has_the_latest_schema_and_wal(store: Store) -> None:
     conn.close()
 
 
+def test_durable_stores_sync_every_commit_and_simulated_lab_stores_do_not(
+        tmp_path: Path) -> None:
+    with Store(tmp_path / "real.db") as real, Store(tmp_path / "sim.db", durable=False) as sim:
+        # PRAGMA synchronous: 2 = FULL (an fsync per commit), 1 = NORMAL (WAL: kill -9 safe)
+        assert real._conn().execute("PRAGMA synchronous").fetchone()[0] == 2
+        assert sim._conn().execute("PRAGMA synchronous").fetchone()[0] == 1
+
+
+def test_the_runner_opens_a_durable_store_unless_every_host_is_simulated(
+        tmp_path: Path) -> None:
+    from harness.matrix import load_matrix
+    from harness.runner import Runner
+
+    repo = Path(__file__).resolve().parents[2] / "matrices"
+    sim = Runner(load_matrix(repo / "eas-66611-sim.yaml"))._open_store(tmp_path / "a.db")
+    real = Runner(load_matrix(repo / "eas-66611.yaml"))._open_store(tmp_path / "b.db")
+    with sim, real:
+        assert (sim.durable, real.durable) == (False, True)
+
+
 def test_a_boot_round_trips_with_every_field(store: Store, run_id: str) -> None:
     r = full_result()
     store.record(r)
