@@ -30,7 +30,7 @@ from functools import cache
 import numpy as np
 from scipy.stats import binomtest
 
-from harness.bisect.model import ModelChoice
+from harness.bisect.model import DEFAULT_PRIORS, ModelChoice, Priors
 from harness.bisect.simulate import run_campaign, run_many
 
 N_BUILDS = 64
@@ -47,6 +47,7 @@ class Case:
     slots: int = 1
     reps_factor: float = 1.0  # share of --reps (for the slower, informational rows)
     target: bool = True  # the issue's targets apply
+    baseline_weight: float = DEFAULT_PRIORS.baseline  # prior P(model B) in auto
 
 
 CASES = (
@@ -65,6 +66,10 @@ CASES = (
     Case("baseline 0.02/0.2", 0.02, 0.2, False, target=False),
     # informational: rounds of 8 parallel boots
     Case("clean 0.2", 0.0, 0.2, True, slots=8, reps_factor=0.2, target=False),
+    # informational: the trade-off between the two targets, by the prior weight of model B
+    *(Case(name, good, bad, True, target=False, baseline_weight=w)
+      for w in (0.25, 0.5, 0.9) for name, good, bad in (("clean 0.05", 0.0, 0.05),
+                                                        ("baseline 0.02/0.2", 0.02, 0.2))),
 )
 
 
@@ -115,6 +120,7 @@ def run_chunk(args: tuple[Case, int, int, int]) -> list[tuple[int, bool, int]]:
     """(campaign boots, culprit correct, rounds) for ``count`` seeded campaigns."""
     case, seed, count, seed_boots = args
     rng = np.random.default_rng(seed)
+    priors = Priors(baseline=case.baseline_weight)
     n = N_BUILDS
     culprit = rng.integers(1, n, size=count)
     rates = np.where(np.arange(n)[None, :] < culprit[:, None], case.good, case.bad)
@@ -125,13 +131,14 @@ def run_chunk(args: tuple[Case, int, int, int]) -> list[tuple[int, bool, int]]:
             k[:, i] = seed_boots
             f[:, i] = rng.binomial(seed_boots, rates[:, i])
     if case.slots == 1:  # all campaigns in lockstep, one numpy pass per boot
-        res = run_many(rates, rng, CONFIDENCE, boots=k, failures=f, model=case.model)
+        res = run_many(rates, rng, CONFIDENCE, boots=k, failures=f, model=case.model,
+                       priors=priors)
         return [(b, c == int(t), b) for b, c, t in zip(res.boots, res.culprit, culprit,
                                                         strict=True)]
     out = []
     for j in range(count):
         one = run_campaign(rates[j], rng, CONFIDENCE, slots=case.slots, model=case.model,
-                           boots=k[j], failures=f[j])
+                           boots=k[j], failures=f[j], priors=priors)
         out.append((one.boots, one.culprit == int(culprit[j]), one.rounds))
     return out
 
@@ -165,9 +172,9 @@ def main(argv: list[str] | None = None) -> int:
         for case, fs in futures:
             rows.append((case, [x for fut in fs for x in fut.result()]))
     elapsed = time.perf_counter() - t0
-    head = (f"{'case':<18} {'model':<6} {'start':<7} {'slots':>5} {'n':>4} {'boots':>8} "
-            f"{'+-se':>5} {'floor':>6} {'ratio':>5} {'correct':>7} {'95% CI':>13} {'rounds':>6} "
-            f"{'K':>4} {'K-boots':>7} {'K-acc':>5}  target")
+    head = (f"{'case':<18} {'model':<6} {'P(B)':>4} {'start':<7} {'slots':>5} {'n':>4} "
+            f"{'boots':>8} {'+-se':>5} {'floor':>6} {'ratio':>5} {'correct':>7} {'95% CI':>13} "
+            f"{'rounds':>6} {'K':>4} {'K-boots':>7} {'K-acc':>5}  target")
     print(head)
     print("-" * len(head))
     ok_all = True
@@ -191,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
             verdict += " (>=95% correct)" if case.good > 0 else " (<=1.3x floor, >=95%)"
         else:
             verdict = "-"
-        print(f"{case.name:<18} {case.model:<6} {'seeded' if case.seeded else 'cold':<7} "
+        pb = f"{case.baseline_weight:.2f}" if case.model == "auto" else "-"
+        print(f"{case.name:<18} {case.model:<6} {pb:>4} {'seeded' if case.seeded else 'cold':<7} "
               f"{case.slots:>5} "
               f"{len(res):>4} {boots.mean():>8.1f} {boots.std(ddof=1) / math.sqrt(len(res)):>5.1f}"
               f" {fl:>6.1f} {ratio:>5.2f} {acc:>7.3f} {ci.low:>6.3f}-{ci.high:<6.3f}"
