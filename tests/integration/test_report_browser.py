@@ -7,25 +7,18 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import os
-import shutil
-import subprocess
-import tempfile
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+from chromium_page import CHROMIUM, Page, open_page
 
 from harness import stats
 from harness.report import write_reports
 from harness.report.sample import record_sample_run
 from harness.store import Store
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 websocket = pytest.importorskip("websocket", reason="needs websocket-client (dev extra)")
 Image = pytest.importorskip("PIL.Image", reason="needs Pillow (dev extra)")
 
@@ -35,66 +28,6 @@ pytestmark = [
     pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install "
                        "chromium)"),
 ]
-
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--remote-debugging-port=0", "--remote-allow-origins=*", "--window-size=1400,1000",
-         "--hide-scrollbars"]
-
-
-class Page:
-    """A minimal DevTools-protocol client for one page target."""
-
-    def __init__(self, ws_url: str) -> None:
-        self.ws = websocket.create_connection(ws_url, timeout=30, suppress_origin=True)
-        self.next_id = 0
-        self.events: list[dict[str, Any]] = []
-
-    def send(self, method: str, **params: Any) -> dict[str, Any]:
-        self.next_id += 1
-        my = self.next_id
-        self.ws.send(json.dumps({"id": my, "method": method, "params": params}))
-        while True:
-            msg = json.loads(self.ws.recv())
-            if msg.get("id") == my:
-                if "error" in msg:
-                    raise RuntimeError(f"{method}: {msg['error']}")
-                result: dict[str, Any] = msg.get("result", {})
-                return result
-            if "method" in msg:
-                self.events.append(msg)
-
-    def wait_for(self, event: str, timeout: float = 30) -> dict[str, Any]:
-        end = time.monotonic() + timeout
-        for e in self.events:
-            if e["method"] == event:
-                return e
-        while time.monotonic() < end:
-            msg = json.loads(self.ws.recv())
-            if "method" in msg:
-                self.events.append(msg)
-                if msg["method"] == event:
-                    return msg
-        raise TimeoutError(event)
-
-    def js(self, expression: str) -> Any:
-        r = self.send("Runtime.evaluate", expression=expression, returnByValue=True,
-                      awaitPromise=True)
-        if "exceptionDetails" in r:
-            raise AssertionError(f"JS error: {r['exceptionDetails']}")
-        return r["result"].get("value")
-
-    def errors(self) -> list[str]:
-        out = []
-        for e in self.events:
-            m, p = e["method"], e.get("params", {})
-            if m == "Runtime.exceptionThrown":
-                out.append(json.dumps(p["exceptionDetails"])[:500])
-            elif m == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
-                out.append(json.dumps(p.get("args"))[:500])
-            elif m == "Log.entryAdded" and p["entry"].get("level") == "error":
-                out.append(p["entry"].get("text", ""))
-        return out
 
 
 @pytest.fixture(scope="module")
@@ -111,43 +44,14 @@ def report(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def page(report: Path) -> Iterator[Page]:
-    assert CHROMIUM is not None
-    profile = tempfile.mkdtemp(prefix="hb-chromium-")
-    proc = subprocess.Popen([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        port_file = Path(profile) / "DevToolsActivePort"
-        end = time.monotonic() + 60
-        while not (port_file.exists() and port_file.read_text().strip()):
-            if proc.poll() is not None or time.monotonic() > end:
-                pytest.fail(f"chromium did not start (exit status {proc.poll()})")
-            time.sleep(0.1)
-        port = int(port_file.read_text().split()[0])
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as r:
-            targets = json.load(r)
-        target = next(t for t in targets if t["type"] == "page")
-        p = Page(target["webSocketDebuggerUrl"])
-        for domain in ("Page", "Runtime", "Log", "Network"):
-            p.send(f"{domain}.enable")
-        p.send("Page.navigate", url=report.as_uri())
-        p.wait_for("Page.loadEventFired")
+    with open_page(report) as p:
         yield p
-        p.ws.close()
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 def test_renders_without_console_errors_or_network(page: Page, report: Path):
     assert page.js("document.title").startswith("ft2500-sample")
     assert page.errors() == []
-    urls = [e["params"]["request"]["url"] for e in page.events
-            if e["method"] == "Network.requestWillBeSent"]
+    urls = page.requested()
     assert urls and all(u == report.as_uri() for u in urls), urls  # nothing else fetched
 
 
