@@ -21,9 +21,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from scipy.optimize import brentq
-from scipy.special import betaln
-
 from harness.model import BootResult, Cell, Outcome
 from harness.stats import CellCounts, sprt_decision
 
@@ -103,6 +100,9 @@ def confidence_sequence(k: int, n: int, confidence: float = 0.95, a: float = 0.5
     with probability ``confidence`` it contains the true rate at every n at once, so
     it is valid at a data-dependent stopping time. The set of rates p whose
     beta(a, b)-mixture likelihood ratio stays below 1/(1 - confidence)."""
+    from scipy.optimize import brentq  # SciPy costs 1 s to import: only when needed
+    from scipy.special import betaln
+
     if not 0 <= k <= n:
         raise ValueError(f"need 0 <= k <= n, got k={k}, n={n}")
     if n == 0:

@@ -9,8 +9,6 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any, Literal
 
-from scipy import stats as sps
-
 from harness.model import Cell, Outcome
 from harness.stats.rates import CellCounts, Interval, _check, wilson
 
@@ -42,6 +40,8 @@ def exact_test(k_a: int, n_a: int, k_b: int, n_b: int,
                alternative: Alternative = "greater") -> tuple[float, str]:
     """p-value of H0 p_a = p_b against ``alternative`` (p_a > p_b for "greater").
     Returns (p, method): Boschloo's exact test, or Fisher's for large tables."""
+    from scipy import stats as sps  # SciPy costs 1 s to import: only when needed
+
     _check(k_a, n_a)
     _check(k_b, n_b)
     if n_a == 0 or n_b == 0 or k_a + k_b == 0 or (k_a == n_a and k_b == n_b):

@@ -8,8 +8,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
-from scipy import stats as sps
-
 from harness.classify.result import SignatureCount
 from harness.model import Outcome, Signature
 
@@ -36,6 +34,8 @@ def wilson(k: int, n: int, confidence: float = 0.95) -> Interval:
     _check(k, n, confidence)
     if n == 0:
         return Interval(0.0, 1.0)
+    from scipy import stats as sps  # SciPy costs 1 s to import: only when needed
+
     ci = sps.binomtest(int(k), int(n)).proportion_ci(confidence_level=confidence,
                                                      method="wilson")
     return Interval(max(0.0, float(ci.low)), min(1.0, float(ci.high)))
@@ -47,6 +47,8 @@ def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> Interval:
     _check(k, n, confidence)
     if n == 0:
         return Interval(0.0, 1.0)
+    from scipy import stats as sps  # SciPy costs 1 s to import: only when needed
+
     ci = sps.binomtest(int(k), int(n)).proportion_ci(confidence_level=confidence,
                                                      method="exact")
     return Interval(float(ci.low), float(ci.high))
@@ -70,6 +72,8 @@ def upper_bound(k: float, n: int, confidence: float = 0.95) -> float:
         return 1.0
     if k == 0:
         return zero_failure_bound(n, confidence)
+    from scipy import stats as sps
+
     return float(sps.beta.ppf(confidence, k + 1, n - k))
 
 
@@ -81,6 +85,8 @@ def lower_bound(k: float, n: int, confidence: float = 0.95) -> float:
         return 0.0
     if k >= n:
         return (1.0 - confidence) ** (1.0 / n)
+    from scipy import stats as sps
+
     return float(sps.beta.ppf(1.0 - confidence, k, n - k + 1))
 
 
