@@ -547,14 +547,16 @@ ARTIFACT_FILES = {"dmesg": "dmesg.txt", "console": "console.log", "qemu_log": "q
 def write_artifacts(workdir: Path, cell: Cell, index: int, collected: dict[str, str],
                     console: str, evidence: dict[str, str]) -> dict[str, str]:
     """Write a boot's texts under ``workdir/<cell>/<index>/``; name -> relative path.
-    dmesg.txt, console.log and qemu.log are always written (empty when nothing came)."""
+    dmesg.txt and console.log are always written (empty when nothing came); qemu.log and
+    host-dmesg.txt only when there is such evidence (a remote or simulated host has no
+    QEMU log here: every file is an inode to create, the largest cost of a simulated boot)."""
     rel = f"{cell.safe_id}/{index}"  # plain strings: pathlib cost more than the writes
     folder = os.path.join(workdir, rel)
     os.makedirs(folder, exist_ok=True)
-    texts = {"dmesg": collected.get("dmesg", ""), "console": console,
-             "qemu_log": evidence.get("qemu_log", "")}
-    if evidence.get("host_dmesg"):  # optional evidence: a file only when there is some
-        texts["host_dmesg"] = evidence["host_dmesg"]
+    texts = {"dmesg": collected.get("dmesg", ""), "console": console}
+    for name in ("qemu_log", "host_dmesg"):  # optional evidence: a file only when there is
+        if evidence.get(name):
+            texts[name] = evidence[name]
     out = {}
     for name, text in texts.items():
         fname = ARTIFACT_FILES[name]

@@ -103,8 +103,7 @@ class SimDomain:
         return self._texts["dmesg"]
 
     def evidence(self) -> dict[str, str]:
-        return {"qemu_log": f"simulated domain {self.name} on {self.backend.host_name}\n",
-                "host_dmesg": ""}
+        return {}  # no QEMU, no host kernel: nothing to keep
 
     def ssh_endpoint(self) -> tuple[str, int]:
         return ("sim", 22)
