@@ -5,6 +5,7 @@ Every stage reads and writes these; none of them does I/O.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -90,10 +91,12 @@ class Cell:
         return d
 
 
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
 def safe_name(text: str) -> str:
     """Map any text to ``[A-Za-z0-9_.-]+`` (other characters become ``_``)."""
-    out = "".join(c if (c.isascii() and (c.isalnum() or c in "_.-")) else "_" for c in text)
-    return out or "_"
+    return _UNSAFE.sub("_", text) or "_"
 
 
 @dataclass(frozen=True)

@@ -145,9 +145,9 @@ class Scheduler:
         self._on_stop = on_stop or (lambda: None)
         self._clock = clock
         # at most ``gate`` slots run a chunk at once. For boots that never wait for real
-        # (a simulated lab at time scale 0) every slot is CPU and file creation: more
-        # threads only fight over the GIL (measured: 8 slot threads ran a third slower
-        # than 2; 2 beat 1 when creating files is slow, as one waits while the other runs).
+        # (a simulated lab at time scale 0) every slot is pure work: more threads only
+        # fight over the GIL (measured: 8 slot threads ran a third slower than 2, and 2
+        # a third slower than 1).
         # The slots keep their own (virtual) clocks, so the simulated timing is unchanged.
         self._gate = threading.BoundedSemaphore(gate) if gate else None
         self._lock = threading.Lock()
