@@ -36,7 +36,13 @@ extras="."
 stamp=".venv/.installed-$(cat pyproject.toml | sha1sum | cut -c1-12)-$want_test"
 if [[ ! -e "$stamp" ]]; then
   echo "bootstrap: installing the harness into .venv ($extras)"
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e "$extras"
+  # the build backend's notes (editable-install caveats) go to a log, shown on failure
+  log=.venv/install.log
+  if ! { .venv/bin/python -m pip install -q --upgrade pip &&
+         .venv/bin/python -m pip install -q -e "$extras"; } >"$log" 2>&1; then
+    cat "$log" >&2
+    echo "bootstrap: installing the harness failed (log above, also in $log)" >&2
+    exit 1
+  fi
   touch "$stamp"
 fi
