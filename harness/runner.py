@@ -21,7 +21,6 @@ from typing import Any
 
 from harness import __version__
 from harness.adaptive import AdaptiveSettings, Decision, SprtStopper
-from harness.backend.base import Backend, Connector
 from harness.errors import ConfigError
 from harness.matrix import Matrix
 from harness.model import BootResult, Cell, Outcome
@@ -29,6 +28,7 @@ from harness.scheduler import Chunk, Scheduler, SchedulerStats, plan_chunks
 from harness.sim.clock import SimClock
 from harness.stats import CellCounts
 from harness.store import Store, default_db_path, make_run_id
+from harness.wiring import BackendFor, ConnectorFor, lab_parts
 
 
 @dataclass(frozen=True)
@@ -108,10 +108,6 @@ class RunSummary:
         return f"harness run MATRIX --resume {self.run_id}"
 
 
-BackendFor = Callable[[str], Backend]
-ConnectorFor = Callable[[str, str], Connector]
-
-
 class Runner:
     def __init__(self, matrix: Matrix, options: RunOptions | None = None, *,
                  on_event: Callable[[Event], None] | None = None,
@@ -131,7 +127,8 @@ class Runner:
         self._loop: Any = None
         self._pool: Any = None
         self._stop = threading.Event()
-        self.sim_clock: SimClock | None = None
+        self.sim_clock: SimClock | None = None  # set with the boot loop
+        self._sim_only = all(h.is_sim for h in self.lab.hosts.values())
 
     # --- wiring ------------------------------------------------------------------------
 
@@ -159,63 +156,21 @@ class Runner:
         wanted = set(self.options.only_cells)
         return [c for c in cells if c.id in wanted]
 
-    def _factories(self) -> tuple[BackendFor, ConnectorFor]:
-        sim_hosts = {h for h, spec in self.lab.hosts.items() if spec.is_sim}
-        sim = None
-        if sim_hosts:
-            from harness.backend.sim import SimLab
-
-            scale = self.options.time_scale
-            self.sim_clock = SimClock(0.0 if scale is None else scale)
-            sim = SimLab(self.lab, self.sim_clock)
-        real_backend: dict[str, Backend] = {}
-        real_connector: ConnectorFor | None = None
-        lock = threading.Lock()
-
-        def backend_for(host: str) -> Backend:
-            if self._backend_for is not None:
-                return self._backend_for(host)
-            if sim is not None and host in sim_hosts:
-                return sim.backend_for(host)
-            uri = self.lab.host(host).uri
-            with lock:  # one connection per URI: several lab "hosts" may share one libvirt
-                if uri not in real_backend:
-                    from harness.backend.libvirt import LibvirtBackend
-
-                    real_backend[uri] = LibvirtBackend(uri)
-                return real_backend[uri]
-
-        def connector_for(host: str, guest: str) -> Connector:
-            nonlocal real_connector
-            if self._connector_for is not None:
-                return self._connector_for(host, guest)
-            if sim is not None and host in sim_hosts:
-                return sim.connector_for(host, guest)
-            with lock:
-                if real_connector is None:
-                    from harness.collect.ssh import lab_connector_factory
-
-                    real_connector = lab_connector_factory(self.lab)
-            return real_connector(host, guest)
-
-        return backend_for, connector_for
-
     def _boot_loop(self, store: Store, run_id: str, run_dir: Path) -> Any:
         from harness.bootloop import BootLoop
 
-        backend_for, connector_for = self._factories()
+        parts = lab_parts(self.lab, self.lab.hosts, self.options.time_scale or 0.0,
+                          backend_for=self._backend_for, connector_for=self._connector_for)
+        self.sim_clock = parts.clock
         hooks_for = self._hooks_for
         if hooks_for is None:
             # the local lab's fault injection (vCPU stalls) where the lab file asks for it
             from harness.lab import hooks_for as lab_hooks_for
 
             hooks_for = lab_hooks_for(self.lab)
-        kwargs: dict[str, Any] = {}
-        if self.sim_clock is not None and all(h.is_sim for h in self.lab.hosts.values()):
-            kwargs.update(clock=self.sim_clock.now, sleep=self.sim_clock.sleep)
-        return BootLoop(backend_for=backend_for, connector_for=connector_for, sink=store,
-                        lab=self.lab, workdir=run_dir, run_id=run_id, hooks_for=hooks_for,
-                        **kwargs)
+        return BootLoop(backend_for=parts.backend_for, connector_for=parts.connector_for,
+                        sink=store, lab=self.lab, workdir=run_dir, run_id=run_id,
+                        hooks_for=hooks_for, **parts.loop_clock())
 
     def _config(self, cells: list[Cell]) -> dict[str, Any]:
         o = self.options
@@ -379,7 +334,7 @@ class Runner:
         loses nothing recorded; a power cut may lose the last boots, which resume redoes."""
         if self._store_factory is not None:
             return self._store_factory(db)
-        return Store(db, durable=not all(h.is_sim for h in self.lab.hosts.values()))
+        return Store(db, durable=not self._sim_only)
 
     def _sim_pacing(self) -> dict[str, Any]:
         """A simulated lab at time scale 0 never waits for real: its slots are pure work,
@@ -388,9 +343,7 @@ class Runner:
         cores), and slot busy time is measured in simulated time (each slot's own clock),
         the only time such a run has."""
         clock = self.sim_clock
-        if clock is None or clock.time_scale > 0:
-            return {}
-        if not all(h.is_sim for h in self.lab.hosts.values()):
+        if clock is None or clock.time_scale > 0 or not self._sim_only:
             return {}
         return {"gate": 1, "clock": clock.now}
 

@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from harness.backend.base import Backend, Connector
 from harness.errors import ConfigError
 from harness.model import BootResult, Cell, Outcome
 from harness.scheduler import Chunk, Scheduler
 from harness.store import Store, default_db_path, make_run_id
+from harness.wiring import BackendFor, ConnectorFor, lab_parts
 
 from .build import Build
 from .builder import Builder, BuildOutcome
@@ -124,8 +124,8 @@ class BisectRunner:
     def __init__(self, campaign: Campaign, options: BisectOptions | None = None, *,
                  on_round: Callable[[RoundDone], None] | None = None,
                  on_boot: Callable[[BootResult], None] | None = None,
-                 backend_for: Callable[[str], Backend] | None = None,
-                 connector_for: Callable[[str, str], Connector] | None = None,
+                 backend_for: BackendFor | None = None,
+                 connector_for: ConnectorFor | None = None,
                  on_build: Callable[[Build, BuildOutcome | None], None] | None = None
                  ) -> None:
         self.c = campaign
@@ -151,53 +151,14 @@ class BisectRunner:
 
     def _boot_loop(self, store: Store, run_id: str, run_dir: Path) -> Any:
         from harness.bootloop import BootLoop
-        from harness.sim.clock import SimClock
-
-        lab = self.c.lab
-        sim_hosts = {h for h in self.c.hosts if lab.host(h).is_sim}
-        clock = SimClock(self.o.time_scale)
-        sim = None
-        if sim_hosts:
-            from harness.backend.sim import SimLab
-
-            sim = SimLab(lab, clock)
-        real: dict[str, Backend] = {}
-        lock = threading.Lock()
-        ssh: list[Callable[[str, str], Connector]] = []
-
-        def backend_for(host: str) -> Backend:
-            if self._backend_for is not None:
-                return self._backend_for(host)
-            if sim is not None and host in sim_hosts:
-                return sim.backend_for(host)
-            uri = lab.host(host).uri
-            with lock:
-                if uri not in real:
-                    from harness.backend.libvirt import LibvirtBackend
-
-                    real[uri] = LibvirtBackend(uri)
-                return real[uri]
-
-        def connector_for(host: str, guest: str) -> Connector:
-            if self._connector_for is not None:
-                return self._connector_for(host, guest)
-            if sim is not None and host in sim_hosts:
-                return sim.connector_for(host, guest)
-            with lock:
-                if not ssh:
-                    from harness.collect.ssh import lab_connector_factory
-
-                    ssh.append(lab_connector_factory(lab))
-            return ssh[0](host, guest)
-
         from harness.lab import hooks_for
 
-        kwargs: dict[str, Any] = {}
-        if sim is not None and sim_hosts == set(self.c.hosts):
-            kwargs.update(clock=clock.now, sleep=clock.sleep)
-        return BootLoop(backend_for=backend_for, connector_for=connector_for, sink=store,
-                        lab=lab, workdir=run_dir, run_id=run_id, hooks_for=hooks_for(lab),
-                        **kwargs)
+        lab = self.c.lab
+        parts = lab_parts(lab, self.c.hosts, self.o.time_scale,
+                          backend_for=self._backend_for, connector_for=self._connector_for)
+        return BootLoop(backend_for=parts.backend_for, connector_for=parts.connector_for,
+                        sink=store, lab=lab, workdir=run_dir, run_id=run_id,
+                        hooks_for=hooks_for(lab), **parts.loop_clock())
 
     def _open_run(self, store: Store) -> tuple[str, Path]:
         c = self.c
