@@ -10,12 +10,11 @@ missing; the stall injector needs root; one xdist group for the lab's libvirt ro
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from local_lab_root import local_lab_root
 
 from harness.lab import doctor
 from harness.lab.paths import layout
@@ -67,24 +66,12 @@ budget: {boots: 14}
 
 @pytest.fixture(scope="module")
 def lab_dir() -> Iterator[Path]:
-    from harness.lab.embed import holder
-    from harness.lab.setup import setup
-
-    lay = layout()
-    setup(lay, install=os.geteuid() == 0)
-    other = holder(lay.libvirt)
-    if other is not None and other != os.getpid():
-        pytest.fail(f"process {other} holds the local lab's libvirt ({lay.libvirt}): "
-                    "let that `harness run` finish first", pytrace=False)
-    root = Path(tempfile.mkdtemp(prefix="vmbh9-", dir="/tmp"))
-    guests = "".join(GUEST.format(name=f"build{i}") + (STALL if i >= 2 else "")
-                     for i in range(4))
-    (root / "lab.yaml").write_text(LAB.format(root=root, guests=guests))
-    (root / "campaign.yaml").write_text(CAMPAIGN)
-    try:
+    with local_lab_root("vmbh9-") as root:
+        guests = "".join(GUEST.format(name=f"build{i}") + (STALL if i >= 2 else "")
+                         for i in range(4))
+        (root / "lab.yaml").write_text(LAB.format(root=root, guests=guests))
+        (root / "campaign.yaml").write_text(CAMPAIGN)
         yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the stall injector writes cgroup files of "

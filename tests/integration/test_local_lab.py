@@ -14,13 +14,12 @@ of the local lab) holds that root.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from local_lab_root import local_lab_root
 
 from harness.lab import doctor
 from harness.lab.paths import layout
@@ -84,21 +83,9 @@ timeouts: {{boot: {boot}, ssh: 5, command: 30, shutdown: 5}}
 
 @pytest.fixture(scope="module")
 def lab_dir() -> Iterator[Path]:
-    from harness.lab.embed import holder
-    from harness.lab.setup import setup
-
-    lay = layout()
-    setup(lay, install=os.geteuid() == 0)
-    other = holder(lay.libvirt)
-    if other is not None and other != os.getpid():
-        pytest.fail(f"process {other} holds the local lab's libvirt ({lay.libvirt}): "
-                    "let that `harness run` finish first", pytrace=False)
-    root = Path(tempfile.mkdtemp(prefix="vmbh5-", dir="/tmp"))
-    (root / "lab.yaml").write_text(LAB.format(root=root))
-    try:
+    with local_lab_root("vmbh5-") as root:
+        (root / "lab.yaml").write_text(LAB.format(root=root))
         yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def _run(lab_dir: Path, name: str, host: str, guest: str, vcpus: int, boot: int = 180) -> Any:
