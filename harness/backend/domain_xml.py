@@ -16,6 +16,7 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlparse
 
+from harness.backend.placement import NumaTune, PlacementError, placement
 from harness.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -96,6 +97,8 @@ class DomainSpec:
     numa: tuple[NumaCell, ...] = ()
     vcpu_cpuset: str | None = None  # host CPUs all vCPUs may run on
     vcpu_pins: tuple[tuple[int, str], ...] = ()  # vCPU -> host cpuset
+    emulator_cpuset: str | None = None  # host CPUs of QEMU's emulator threads
+    numatune: NumaTune | None = None  # host NUMA nodes the guest memory comes from
     emulator: str | None = None
     metadata: tuple[tuple[str, str], ...] = ()  # written as <hb:boot key="value">
     files: tuple[str, ...] = ()  # per-boot files on the host: <hb:file> in <hb:boot>
@@ -155,6 +158,10 @@ def domain_spec(request: BootRequest, *, metadata: dict[str, str] | None = None,
     files.append(console)
     params = dict(cell.params)
     memory = guest.memory_mib or cell.memory_mib
+    try:
+        place = placement(params, cell.vcpus)
+    except PlacementError as exc:
+        raise ConfigError(f"cell {cell.id}: {exc}") from None
     return DomainSpec(
         name=name,
         vcpus=cell.vcpus,
@@ -167,7 +174,10 @@ def domain_spec(request: BootRequest, *, metadata: dict[str, str] | None = None,
         cpu_mode=cpu_mode,
         gic_version=3 if cell.vcpus > GICV2_MAX_CPUS else None,
         numa=numa_cells(cell.vcpus, memory, _int_param(params, "numa_nodes", cell.id)),
-        vcpu_cpuset=_str_param(params, "cpuset"),
+        vcpu_cpuset=place.vcpu_cpuset,
+        vcpu_pins=place.vcpu_pins,
+        emulator_cpuset=place.emulator_cpuset,
+        numatune=place.numatune,
         metadata=tuple(sorted((metadata or {}).items())),
         files=tuple(files),
     )
@@ -198,11 +208,6 @@ def _int_param(params: dict[str, object], key: str, cell_id: str) -> int | None:
     return v
 
 
-def _str_param(params: dict[str, object], key: str) -> str | None:
-    v = params.get(key)
-    return None if v is None else str(v)
-
-
 def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
     el = ET.SubElement(parent, tag, {k.rstrip("_"): v for k, v in attrs.items()})
     if text is not None:
@@ -223,10 +228,15 @@ def to_element(spec: DomainSpec) -> ET.Element:
     if spec.vcpu_cpuset:
         vcpu_attrs["cpuset"] = spec.vcpu_cpuset
     _sub(dom, "vcpu", str(spec.vcpus), **vcpu_attrs)
-    if spec.vcpu_pins:
+    if spec.vcpu_pins or spec.emulator_cpuset:
         tune = _sub(dom, "cputune")
         for vcpu, cpuset in spec.vcpu_pins:
             _sub(tune, "vcpupin", vcpu=str(vcpu), cpuset=cpuset)
+        if spec.emulator_cpuset:
+            _sub(tune, "emulatorpin", cpuset=spec.emulator_cpuset)
+    if spec.numatune is not None:
+        _sub(_sub(dom, "numatune"), "memory", mode=spec.numatune.mode,
+             nodeset=spec.numatune.nodeset)
     os_ = _sub(dom, "os")
     _sub(os_, "type", "hvm", arch=spec.arch, machine=spec.machine)
     if isinstance(spec.boot, UefiBoot):

@@ -8,13 +8,14 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from harness.backend.placement import PLACEMENT_AXES, PlacementError, check_value
 from harness.errors import ConfigError, ConfigErrors
 from harness.inventory import NAME_PATTERN, Frozen, Lab, load_lab
 from harness.matrix.expand import CORE_AXES, Axis, MatrixSpec, Override, expand, points
 from harness.model import Cell, Expectation, RebootMode, Timeouts
 from harness.yamlsrc import PathT, YamlDoc, did_you_mean, load_yaml, validate
 
-KNOWN_AXES = (*CORE_AXES, "reboot", "memory_mib")
+KNOWN_AXES = (*CORE_AXES, "reboot", "memory_mib", "numa_nodes", *PLACEMENT_AXES)
 
 
 class ExpectModel(Frozen):
@@ -157,6 +158,10 @@ class _Builder:
                 axes.append(Axis(name, tuple(self.reboots(path, values))))
             elif name == "memory_mib":
                 axes.append(Axis(name, tuple(self.ints(path, values, 64, 1 << 22))))
+            elif name == "numa_nodes":
+                axes.append(Axis(name, tuple(self.ints(path, values, 1, 512))))
+            elif name in PLACEMENT_AXES:
+                axes.append(Axis(name, tuple(self.placements(path, values))))
             else:
                 axes.append(Axis(name, tuple(self.scalars(path, values))))
         self.raise_if_errors()
@@ -295,6 +300,23 @@ class _Builder:
                 out.append(v)
         return out
 
+    def placements(self, path: PathT, value: Any) -> list[Any]:
+        """Values of a placement axis (``harness.backend.placement``), each checked."""
+        items = value if isinstance(value, list) else [value]
+        out = []
+        for i, v in enumerate(items):
+            p = (*path, i) if isinstance(value, list) else path
+            if isinstance(v, bool) or not isinstance(v, str | int):
+                self.fail(p, f"axis {path[-1]!r}: values are strings such as 'rr:0-3'")
+                continue
+            try:
+                check_value(str(path[-1]), v)
+            except PlacementError as exc:
+                self.fail(p, str(exc))
+                continue
+            out.append(v)
+        return out
+
     # -- include / exclude / overrides ------------------------------------------------
     def selector(self, path: PathT, entry: Any, axis_names: list[str]
                  ) -> tuple[tuple[str, tuple[Any, ...]], ...]:
@@ -340,6 +362,9 @@ class _Builder:
         self.ints((*path, "vcpus"), point["vcpus"], 1, 512)
         if "reboot" in point:
             self.reboots((*path, "reboot"), point["reboot"])
+        for name in PLACEMENT_AXES:
+            if name in entry:
+                self.placements((*path, name), entry[name])
         return tuple(point.items())
 
     def check_expansion(self, spec: MatrixSpec) -> None:

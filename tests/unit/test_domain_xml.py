@@ -51,6 +51,12 @@ CASES = {
     "tcg-uefi-usernet-local-storage": ("local", "es11", 2, None, 40023),
     "network-max-numa-cpuset-32": ("netw", "es11", 32, {"numa_nodes": 3, "cpuset": "0-31"},
                                    None),
+    # the FT-2500 placement axes: per-vCPU pins, emulator threads apart, memory on a node
+    "kvm-pinned-rr-emulator-numatune-8": (
+        "node", "es11", 8, {"vcpupin": "rr:8-15", "emulatorpin": "0-1",
+                            "numatune": "strict:1"}, None),
+    "tcg-pinned-1to1-preferred-4": (
+        "local", "debian", 4, {"vcpupin": "1to1", "numatune": "preferred:0"}, 40024),
 }
 
 
@@ -161,3 +167,35 @@ def test_domxml_on_a_simulated_lab_says_so() -> None:
     assert res.exit_code != 0
     assert isinstance(res.exception, ConfigError)
     assert "is simulated (sim:" in str(res.exception)
+
+
+def test_placement_xml(lab: Lab) -> None:
+    root = ET.fromstring(dx.domain_xml(req(lab, "node", "es11", 4, {
+        "vcpupin": "rr:2,5", "emulatorpin": "0", "numatune": "interleave:0-1,3"})))
+    pins = [(p.get("vcpu"), p.get("cpuset")) for p in root.findall("cputune/vcpupin")]
+    assert pins == [("0", "2"), ("1", "5"), ("2", "2"), ("3", "5")]
+    assert root.find("cputune/emulatorpin").get("cpuset") == "0"  # type: ignore[union-attr]
+    assert root.find("numatune/memory").attrib == {  # type: ignore[union-attr]
+        "mode": "interleave", "nodeset": "0-1,3"}
+    every = ET.fromstring(dx.domain_xml(req(lab, "node", "es11", 3, {"vcpupin": "all:0-3,^1"})))
+    assert [p.get("cpuset") for p in every.findall("cputune/vcpupin")] == ["0,2-3"] * 3
+    assert every.find("cputune/emulatorpin") is None and every.find("numatune") is None
+    none = ET.fromstring(dx.domain_xml(req(lab, "node", "es11", 3, {
+        "vcpupin": "none", "emulatorpin": "none", "numatune": "none"})))
+    assert none.find("cputune") is None and none.find("numatune") is None
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({"vcpupin": "2to2"}, "vcpupin '2to2': expected one of none, 1to1"),
+    ({"vcpupin": "rr:"}, "vcpupin 'rr:': expected a CPU list"),
+    ({"vcpupin": "rr:3-1"}, "range 3-1 goes backwards"),
+    ({"vcpupin": "all:0,^0"}, "'all:0,\\^0' selects no CPU"),
+    ({"emulatorpin": "0-x"}, "'x' is not a number|'0-x' is not a number"),
+    ({"numatune": "loose:0"}, "mode 'loose' is not one of strict, preferred"),
+    ({"numatune": "strict"}, "expected '<mode>:<nodeset>'"),
+    ({"numatune": "strict:^1-2"}, "an exclusion is one CPU"),
+])
+def test_bad_placement_is_a_config_error(lab: Lab, params: dict[str, Any],
+                                         message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        dx.domain_spec(req(lab, "node", "es11", 4, params))

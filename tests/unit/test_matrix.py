@@ -299,3 +299,37 @@ def test_cli_prints_located_error_without_traceback(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
     assert re.search(r"m\.yaml:7:1: unknown key 'bots' \(did you mean 'boots'\?\)", proc.stderr)
     assert proc.stdout == ""
+
+
+# -- placement axes (harness.backend.placement) ----------------------------------------------
+
+def test_placement_axes_become_cell_params(tmp_path: Path) -> None:
+    axes = ("  vcpus: [4]\n  vcpupin: [none, 'rr:0-3']\n  emulatorpin: ['0']\n"
+            "  numatune: ['strict:0']\n")
+    m = load_matrix(write(tmp_path, MATRIX.replace("  vcpus: [4, 8]\n", axes)))
+    cell = m.cell("node-1/es10/vcpu4/vcpupin=rr:0-3/emulatorpin=0/numatune=strict:0")
+    assert dict(cell.params) == {"vcpupin": "rr:0-3", "emulatorpin": "0",
+                                 "numatune": "strict:0"}
+    assert len(m.cells) == 8
+
+
+@pytest.mark.parametrize(("axes", "where", "message"), [
+    ("  vcpupin: [none, 'rr:0-x']\n", (7, 19), "vcpupin 'rr:0-x': '0-x' is not a number"),
+    ("  numatune: 'loose:0'\n", (7, 13), "mode 'loose' is not one of strict"),
+    ("  emulatorpin: [{a: 1}]\n", (7, 17), "values are strings"),
+    ("  cpuset: ['3-1']\n", (7, 12), "range 3-1 goes backwards"),
+    ("  vcpu_pin: [1to1]\n", (7, 3), "did you mean 'vcpupin'"),
+])
+def test_bad_placement_values_are_located(tmp_path: Path, axes: str,
+                                          where: tuple[int, int], message: str) -> None:
+    err = error_of(write(tmp_path, MATRIX.replace("boots: 5\n", "") .replace(
+        "  vcpus: [4, 8]\n", "  vcpus: [4, 8]\n" + axes)))
+    assert message in str(err), str(err)
+    assert at(err) == where, str(err)
+
+
+def test_bad_placement_in_an_include_is_located(tmp_path: Path) -> None:
+    inc = ("  vcpus: [4]\n  vcpupin: [none]\n", "include:\n"
+           "  - {host: node-1, guest: es10, vcpus: 8, vcpupin: 'all:'}\n")
+    err = error_of(write(tmp_path, MATRIX.replace("  vcpus: [4, 8]\n", inc[0]) + inc[1]))
+    assert "vcpupin 'all:': expected a CPU list" in str(err) and at(err) == (10, 52), str(err)
