@@ -3,10 +3,12 @@ plugin and ``harness report`` use it), plus finding the results database of a ru
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from harness.errors import ConfigError
 from harness.model import safe_name
@@ -14,16 +16,19 @@ from harness.report.build import build_view
 from harness.report.html import write_html
 from harness.report.jsonreport import write_json
 from harness.report.junit import write_junit
+from harness.report.kcidb import write_kcidb
 from harness.report.markdown import write_markdown
 from harness.report.view import RunView
 from harness.store import RunData, Store
 
-FORMATS = ("html", "junit", "md", "json")
+FORMATS = ("html", "junit", "md", "json")  # the default set ("all")
+EXTRA_FORMATS = ("kcidb",)  # on demand only
 FILE_NAMES = {"html": "report.html", "junit": "junit.xml", "md": "summary.md",
-              "json": "report.json"}
+              "json": "report.json", "kcidb": "kcidb.json"}
 ALIASES = {"markdown": "md", "xml": "junit", "junit-xml": "junit", "htm": "html"}
 WRITERS: dict[str, Callable[[RunView, Path], Path]] = {
     "html": write_html, "junit": write_junit, "md": write_markdown, "json": write_json,
+    "kcidb": write_kcidb,
 }
 
 
@@ -39,11 +44,11 @@ def parse_formats(spec: str | Iterable[str]) -> tuple[str, ...]:
         name = ALIASES.get(name, name)
         if name == "all":
             out += FORMATS
-        elif name in FORMATS:
+        elif name in FORMATS or name in EXTRA_FORMATS:
             out.append(name)
         else:
             raise ConfigError(f"unknown report format {raw.strip()!r}; choose from "
-                              f"{', '.join(FORMATS)} (or all)")
+                              f"{', '.join(FORMATS + EXTRA_FORMATS)} (or all)")
     if not out:
         raise ConfigError(f"no report format given; choose from {', '.join(FORMATS)}")
     return tuple(dict.fromkeys(out))
@@ -79,14 +84,15 @@ def _atomic_write(writer: Callable[[RunView, Path], Path], view: RunView, path: 
 
 def write_reports(store: Store, run_id: str, formats: str | Iterable[str] = FORMATS,
                   out_dir: Path | None = None, *, previous: str | bool = True,
-                  ) -> dict[str, Path]:
+                  kcidb: Mapping[str, Any] | None = None) -> dict[str, Path]:
     """Write the reports of run ``run_id``; returns ``{format: path}``.
 
     ``out_dir`` defaults to the run's artifacts folder (so artifact links are short),
     else ``<database folder>/<run-id>/``. ``previous``: True compares with the latest
     earlier run of the same matrix in ``store``, a run id with that run, False with none.
     Each file is written to a temporary name and renamed: a crash leaves either the old
-    report or the new one, never half of one."""
+    report or the new one, never half of one. ``kcidb``: options of the KCIDB writer
+    (``origin``, ``base_url``, ``known_issues``, ``boots``; see harness.report.kcidb)."""
     fmts = parse_formats(formats)
     data = store.load_run(run_id)
     root = artifacts_root(store, data)
@@ -113,7 +119,10 @@ def write_reports(store: Store, run_id: str, formats: str | Iterable[str] = FORM
     written: dict[str, Path] = {}
     for fmt in fmts:
         path = out / FILE_NAMES[fmt]
-        _atomic_write(WRITERS[fmt], view, path)
+        writer = WRITERS[fmt]
+        if fmt == "kcidb" and kcidb:
+            writer = functools.partial(write_kcidb, **kcidb)
+        _atomic_write(writer, view, path)
         written[fmt] = path
     return written
 
