@@ -249,6 +249,8 @@ class Runner:
                 decisions = {c.id: d for c in cells
                              if stopper and (d := stopper.decision(c.id)) is not None}
                 util = stats.utilization()
+            for host, why in stats.set_aside.items():  # the run's completeness, for reports
+                store.set_host_state(run_id, host, "set_aside", why)
             counts = store.counts(run_id)
             recorded = sum(len(store.recorded(run_id, c.id)) for c in cells)
             target = sum(c.boots for c in cells) - stats.skipped

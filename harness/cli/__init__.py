@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "report": ("harness.cli.report", "report", "Write the reports of a recorded run."),
     "compare": ("harness.cli.compare", "compare", "Compare two recorded runs."),
     "bisect": ("harness.cli.bisect", "bisect", "Find the build that made a flaky failure appear."),
+    "runs": ("harness.cli.runs", "runs", "List recorded runs: complete or not, and why."),
+    "baseline": ("harness.cli.baseline", "baseline", "Pin or show the run reports compare with."),
 }
 
 

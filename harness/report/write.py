@@ -128,9 +128,10 @@ def write_reports(store: Store, run_id: str, formats: str | Iterable[str] = FORM
 
 
 def find_database(run_ids: Iterable[str], db: Path | None = None,
-                  search: Path = Path("reports")) -> Path:
-    """The results database holding every run of ``run_ids``: ``db`` when given, else
-    the one ``*.db`` under ``search`` that has them."""
+                  search: Path = Path("reports"), *, matrix: str | None = None) -> Path:
+    """The results database holding every run of ``run_ids`` (and runs of ``matrix``
+    when given): ``db`` when given, else the one ``*.db`` under ``search`` that has them
+    (with neither runs nor matrix: the only ``*.db`` there)."""
     ids = list(run_ids)
     if db is not None:
         if not db.exists():
@@ -139,10 +140,18 @@ def find_database(run_ids: Iterable[str], db: Path | None = None,
     candidates = sorted(search.glob("*.db")) if search.is_dir() else []
     if not candidates:
         raise ConfigError(f"no results database (*.db) under {search}/; pass --db PATH")
+    if not ids and matrix is None:
+        if len(candidates) == 1:
+            return candidates[0]
+        raise ConfigError(f"several results databases under {search}/ "
+                          f"({', '.join(str(p) for p in candidates)}); pass --db PATH")
     for path in candidates:
         with Store(path, create=False) as store:
-            known = {r.id for r in store.list_runs()}
-        if all(i in known for i in ids):
+            runs = store.list_runs()
+        known = {r.id for r in runs}
+        if all(i in known for i in ids) and (
+                matrix is None or any(r.matrix == matrix for r in runs)):
             return path
-    raise ConfigError(f"no database under {search}/ holds run(s) {', '.join(ids)} (looked "
+    what = f"run(s) {', '.join(ids)}" if ids else f"runs of matrix {matrix!r}"
+    raise ConfigError(f"no database under {search}/ holds {what} (looked "
                       f"in {', '.join(str(p) for p in candidates)}); pass --db PATH")

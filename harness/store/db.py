@@ -325,6 +325,41 @@ class Store:
             runs = [r for r in runs if (r.started, r.id) < (ref.started, ref.id)]
         return runs[-1] if runs else None
 
+    # --- hosts of a run, baseline pins (completeness and the nightly baseline) --------
+
+    def set_host_state(self, run_id: str, host: str, state: str, reason: str = "") -> None:
+        """Record what became of a host in a run (``set_aside`` and why); the last wins."""
+        self.get_run(run_id)
+        with self._write() as c:
+            c.execute("INSERT OR REPLACE INTO run_hosts (run_id, host, state, reason, recorded)"
+                      " VALUES (?, ?, ?, ?, ?)", (run_id, host, state, reason, time.time()))
+
+    def host_states(self, run_id: str) -> dict[str, tuple[str, str]]:
+        """``{host: (state, reason)}`` recorded for a run (hosts set aside, ...)."""
+        rows = self._conn().execute("SELECT host, state, reason FROM run_hosts WHERE "
+                                    "run_id = ? ORDER BY host", (run_id,))
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+    def pin_baseline(self, run_id: str, note: str = "") -> RunInfo:
+        """Make ``run_id`` the baseline of its matrix until unpinned."""
+        info = self.get_run(run_id)
+        with self._write() as c:
+            c.execute("INSERT OR REPLACE INTO baseline_pins (matrix, run_id, pinned, note) "
+                      "VALUES (?, ?, ?, ?)", (info.matrix, run_id, time.time(), note))
+        return info
+
+    def unpin_baseline(self, matrix: str) -> str | None:
+        """Forget the matrix's pinned baseline; returns the run id it was, if any."""
+        was = self.pinned_baseline(matrix)
+        with self._write() as c:
+            c.execute("DELETE FROM baseline_pins WHERE matrix = ?", (matrix,))
+        return was
+
+    def pinned_baseline(self, matrix: str) -> str | None:
+        row = self._conn().execute("SELECT run_id FROM baseline_pins WHERE matrix = ?",
+                                   (matrix,)).fetchone()
+        return None if row is None else str(row[0])
+
     def cells(self, run_id: str) -> list[Cell]:
         rows = self._conn().execute("SELECT spec FROM cells WHERE run_id = ? ORDER BY position",
                                     (run_id,)).fetchall()

@@ -114,5 +114,24 @@ V3: tuple[str, ...] = (
     "ALTER TABLE infra_events_v3 RENAME TO infra_events",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (V1, V2, V3)  # MIGRATIONS[i] makes version i + 1
+# v4: what a run's completeness and the nightly baseline need beyond the boots: hosts a
+# run set aside (and why), and the baseline run a team pinned for a matrix.
+V4: tuple[str, ...] = (
+    """CREATE TABLE run_hosts (
+        run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        host TEXT NOT NULL,
+        state TEXT NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        recorded REAL NOT NULL,
+        PRIMARY KEY (run_id, host)
+    )""",
+    """CREATE TABLE baseline_pins (
+        matrix TEXT PRIMARY KEY,
+        run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        pinned REAL NOT NULL,
+        note TEXT NOT NULL DEFAULT ''
+    )""",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (V1, V2, V3, V4)  # MIGRATIONS[i] makes version i + 1
 LATEST = len(MIGRATIONS)
