@@ -49,7 +49,9 @@ class BootHook(Protocol):
     When any hook is present the domain is started paused; ``before_resume`` runs, then
     the domain is resumed. Whatever dict it returns is kept in ``BootResult.extra``
     under ``hook``. ``after_stop`` runs once the boot is over (domain stopped). A hook
-    may also have ``before_stop(domain, request)``, called just before the destroy."""
+    may also have ``before_stop(domain, request)``, called just before the destroy, and
+    ``report() -> dict``, called after ``after_stop`` and merged into ``hook`` too (e.g.
+    the per-vCPU host timing of ``harness.collect.vcpustats``)."""
 
     def before_resume(self, domain: Domain, request: BootRequest) -> dict[str, Any] | None: ...
 
@@ -492,6 +494,9 @@ class BootLoop:
             for h in boot.hooks:
                 try:
                     h.after_stop(dom, boot.request)
+                    report = getattr(h, "report", None)  # optional: what it measured
+                    if report is not None:
+                        boot.hook.update(report() or {})
                 except Exception as exc:  # a hook failing must not leak the domain
                     boot.evidence["hook_error"] = repr(exc)
         if undefine:

@@ -454,3 +454,19 @@ class LibvirtDomain:
         raw = self._call("query-cpus-fast",
                          lambda: libvirt_qemu.qemuMonitorCommand(self.dom, cmd, 0))
         return {int(c["cpu-index"]): int(c["thread-id"]) for c in json.loads(raw)["return"]}
+
+    def vcpu_stats(self) -> dict[str, int]:
+        """libvirt's per-vCPU statistics (``VIR_DOMAIN_STATS_VCPU``): ``vcpu.N.state``,
+        ``vcpu.N.time`` (ns on the host CPU), and where the host kernel provides them
+        ``vcpu.N.wait`` and ``vcpu.N.delay`` (ns waiting in the host's run queue)."""
+        stats = self._call("vCPU statistics", lambda: self.backend.conn.domainListGetStats(
+            [self.dom], libvirt.VIR_DOMAIN_STATS_VCPU))
+        if not stats:
+            return {}
+        return {str(k): int(v) for k, v in stats[0][1].items()
+                if isinstance(v, int | bool)}
+
+    @property
+    def host_is_local(self) -> bool:
+        """QEMU runs on this machine (its threads can be read under /proc)."""
+        return not self.backend.remote and not self.backend.is_test

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from harness.collect.vcpustats import VcpuSampler
 from harness.errors import ConfigError, InfraError
 from harness.lab.freezer import Freeze
 from harness.lab.reaper import ReapHook, enable_subreaper
@@ -124,15 +125,17 @@ def _is_embed(uri: str) -> bool:
 
 
 def hooks_for(lab: Lab) -> Callable[[BootRequest], list[Any]] | None:
-    """The boot loop's ``hooks_for`` for a lab: stall hooks for hosts and guests that
-    carry a ``fault.stall``, and on ``qemu:///embed`` hosts a ``ReapHook`` (see
-    ``reaper.py``); None when the lab needs neither."""
+    """The boot loop's ``hooks_for`` for a lab: on every libvirt host a ``VcpuSampler``
+    (per-vCPU host timing, ``harness.collect.vcpustats``), stall hooks for hosts and
+    guests that carry a ``fault.stall``, and on ``qemu:///embed`` hosts a ``ReapHook``
+    (see ``reaper.py``); None when the lab needs none (all hosts simulated)."""
     host_faults = {n: h.fault.stall for n, h in lab.hosts.items() if h.fault and h.fault.stall}
     guest_faults = {n: g.fault.stall for n, g in lab.guests.items() if g.fault and g.fault.stall}
     embed = {n for n, h in lab.hosts.items() if _is_embed(h.uri)}
     if embed and not enable_subreaper():
         embed = set()
-    if not host_faults and not guest_faults and not embed:
+    sampled = {n for n, h in lab.hosts.items() if not h.is_sim}
+    if not host_faults and not guest_faults and not embed and not sampled:
         return None
     for name in host_faults:
         if not _is_local(lab.host(name).uri):
@@ -143,6 +146,8 @@ def hooks_for(lab: Lab) -> Callable[[BootRequest], list[Any]] | None:
 
     def for_request(request: BootRequest) -> list[Any]:
         hooks: list[Any] = [ReapHook()] if request.host_name in embed else []
+        if request.host_name in sampled:  # before the stall hook: it stops QEMU first
+            hooks.append(VcpuSampler())
         hf = host_faults.get(request.host_name)
         if hf is not None:
             hooks.append(StallHook(hf, f"host:{request.host_name}"))

@@ -87,12 +87,17 @@ def test_hooks_per_request(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     req = _req(0)
     far = BootRequest(**{**req.__dict__, "host_name": "far", "host": lab.host("far")})
     hooks = make(far)
-    assert [type(h).__name__ for h in hooks] == ["ReapHook", "StallHook"]
-    assert hooks[1].source == "host:far"
-    assert make(req) == []  # qemu:///system: QEMU is libvirtd's child, nothing to reap
+    # the sampler stops sampling before the stall hook kills QEMU (before_stop order)
+    assert [type(h).__name__ for h in hooks] == ["ReapHook", "VcpuSampler", "StallHook"]
+    assert hooks[2].source == "host:far"
+    local = BootRequest(**{**req.__dict__, "host_name": "local", "host": lab.host("local")})
+    # qemu:///system: QEMU is libvirtd's child, nothing to reap; its vCPUs are sampled
+    assert [type(h).__name__ for h in make(local)] == ["VcpuSampler"]
+    assert make(req) == []  # a host the lab does not know
     f.write_text(LAB.replace("qemu+ssh://root@node-1/system", "qemu:///system")
                  .replace("    fault:\n      stall: {probability: 0.5}\n", ""))
-    assert hooks_for(load_lab(f)) is None
+    plain = hooks_for(load_lab(f))
+    assert plain is not None and [type(h).__name__ for h in plain(local)] == ["VcpuSampler"]
 
 
 def test_reap_hook_ignores_processes_that_are_not_our_children() -> None:
