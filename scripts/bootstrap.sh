@@ -13,7 +13,10 @@ pkgs=(python3-venv python3-dev gcc pkg-config libvirt-dev libvirt-clients
       libvirt-daemon libvirt-daemon-driver-qemu qemu-system-arm qemu-utils
       openssh-client openssh-server cpio iproute2 zstd xz-utils)
 if (( want_test )); then
-  pkgs+=(chromium)
+  # chromium: report pages checked in a real browser; libxml2-utils: xmllint, which
+  # virt-xml-validate runs; qemu-efi-aarch64 + libvirt-daemon-system: the packages the
+  # Ansible kvm_host role asserts on its (namespace, offline) test host
+  pkgs+=(chromium libxml2-utils qemu-efi-aarch64 libvirt-daemon-system)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
