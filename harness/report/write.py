@@ -19,7 +19,7 @@ from harness.report.junit import write_junit
 from harness.report.kcidb import write_kcidb
 from harness.report.markdown import write_markdown
 from harness.report.view import RunView
-from harness.store import RunData, Store
+from harness.store import RunData, RunInfo, Store
 
 FORMATS = ("html", "junit", "md", "json")  # the default set ("all")
 EXTRA_FORMATS = ("kcidb",)  # on demand only
@@ -57,7 +57,12 @@ def parse_formats(spec: str | Iterable[str]) -> tuple[str, ...]:
 def artifacts_root(store: Store, data: RunData) -> Path | None:
     """The run's artifacts folder on this machine, if it can be found: as recorded when
     absolute, else relative to the working folder, the database's folder or its parent."""
-    recorded = data.run.artifacts_dir
+    return run_folder(store, data.run)
+
+
+def run_folder(store: Store, info: RunInfo) -> Path | None:
+    """``artifacts_root`` from the run's record alone."""
+    recorded = info.artifacts_dir
     if not recorded:
         return None
     p = Path(recorded)

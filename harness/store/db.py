@@ -465,6 +465,30 @@ class Store:
         return [codec.boot_from_row(r, tuple(finds.get(r["id"], ())),
                                     tuple(sigs.get(r["id"], ()))) for r in rows]
 
+    def artifact_refs(self, run_id: str) -> list[tuple[str, int, str, list[list[str]]]]:
+        """(cell id, index, outcome, [[name, path], ...]) of every boot of the run that
+        still lists artifacts (for retention)."""
+        rows = self._conn().execute(
+            "SELECT cell_id, idx, outcome, artifacts FROM boots WHERE run_id = ? AND "
+            "artifacts != '[]' ORDER BY cell_id, idx", (run_id,)).fetchall()
+        return [(r[0], r[1], r[2], codec._load(r[3])) for r in rows]
+
+    def forget_artifacts(self, run_id: str, boots: Iterable[tuple[str, int]],
+                         when: float | None = None) -> int:
+        """Mark the artifacts of these boots (cell id, index) as pruned: the boot keeps its
+        outcome, findings and signatures (history and reports stay whole), its artifact
+        list becomes empty and ``extra`` gains ``artifacts_pruned`` (unix time). Returns
+        the boots changed; one transaction."""
+        when = time.time() if when is None else when
+        n = 0
+        with self._write() as c:
+            for cell_id, idx in boots:
+                n += c.execute(
+                    "UPDATE boots SET artifacts = '[]', extra = json_insert(extra, '$[#]', "
+                    "json_array('artifacts_pruned', ?)) WHERE run_id = ? AND cell_id = ? "
+                    "AND idx = ? AND artifacts != '[]'", (when, run_id, cell_id, idx)).rowcount
+        return n
+
     def infra_events(self, run_id: str) -> list[InfraEvent]:
         rows = self._conn().execute(
             "SELECT cell_id, idx, attempt, reason, recorded FROM infra_events "
