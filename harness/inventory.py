@@ -7,23 +7,56 @@ the local lab's cache directory (``harness.lab.paths``).
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AllowInfNan,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from harness.errors import ConfigError
 from harness.lab.paths import expand as expand_cache
 from harness.yamlsrc import YamlDoc, load_yaml, validate
 
-Scalar = str | int | float | bool
+# Strict types: a count is a whole number, never ``true`` (1), ``2.0`` or ``'2'``; a
+# number is an int or a float, never a boolean or a string; a flag is a YAML boolean.
+Int = Annotated[int, Strict()]
+Num = Annotated[float, Strict(), AllowInfNan(False)]
+Bool = Annotated[bool, Strict()]
+Scalar = Annotated[str, StringConstraints(max_length=256)] | Int | Num | Bool
 
 # names a host attribute may not take: they are cell fields already
 RESERVED_ATTRS = frozenset(
     {"id", "host", "guest", "vcpus", "boots", "reboot", "memory_mib", "matrix", "expect"}
 )
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"  # Rust regex in pydantic: $ = end of text
+NAME_MAX = 64  # names make run ids, domain names and folder names: keep them short
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=NAME_MAX)]
+Text = Annotated[str, StringConstraints(max_length=4096)]
+
+
+def name_problem(name: object) -> str | None:
+    """Why ``name`` is not a valid host, guest, lab or matrix name (None if it is)."""
+    if not isinstance(name, str):
+        return f"a name is text, not {type(name).__name__} {name!r}"
+    if len(name) > NAME_MAX:
+        return f"a name has at most {NAME_MAX} characters (this one has {len(name)})"
+    if not _NAME_RE.match(name):
+        return (f"name {name!r} may only use letters, digits, '_', '.', '-' (starting with a "
+                "letter or digit, on one line)")
+    return None
 
 
 class Frozen(BaseModel):
@@ -43,9 +76,9 @@ def _resolve(value: Path | None, info: ValidationInfo) -> Path | None:
 class HostSSH(Frozen):
     """How the controller reaches the host itself (host dmesg, qemu logs)."""
 
-    user: str = "root"
-    host: str | None = None  # default: the host part of the libvirt URI
-    port: int = Field(22, ge=1, le=65535)
+    user: Name = "root"
+    host: Text | None = None  # default: the host part of the libvirt URI
+    port: Int = Field(22, ge=1, le=65535)
     key: Path | None = None
 
     _paths = field_validator("key")(_resolve)
@@ -55,11 +88,11 @@ class StallFault(Frozen):
     """Local lab only: hold one secondary vCPU thread frozen past the guest's bring-up
     timeout with ``probability`` per boot (the FT-2500 symptom, made on purpose)."""
 
-    probability: float = Field(ge=0.0, le=1.0)
-    cpu: int | None = Field(None, ge=1)  # None: a random secondary
+    probability: Num = Field(ge=0.0, le=1.0)
+    cpu: Int | None = Field(None, ge=1)  # None: a random secondary
     # long enough that the vCPU never comes up during the boot: a thaw just after the
     # guest gave up on the CPU (5 s) can hang a TCG guest (docs/local-lab.md)
-    seconds: float = Field(600.0, gt=0, le=3600)
+    seconds: Num = Field(600.0, gt=0, le=3600)
 
 
 class Fault(Frozen):
@@ -78,17 +111,17 @@ class Network(Frozen):
     on this machine."""
 
     type: Literal["bridge", "user", "network"] = "bridge"
-    source: str = "br0"  # bridge or libvirt network name
+    source: Name = "br0"  # bridge or libvirt network name
 
 
 class HostSpec(Frozen):
-    uri: str
-    slots: int = Field(1, ge=1, le=1024)
+    uri: str = Field(max_length=2048)
+    slots: Int = Field(1, ge=1, le=1024)
     attributes: dict[str, Scalar] = Field(default_factory=dict)
     ssh: HostSSH | None = None
     domain_type: Literal["kvm", "qemu"] | None = None  # default: kvm unless local TCG
-    cpu_model: str | None = None  # default: host-passthrough (kvm) / max (qemu)
-    machine: str = "virt"
+    cpu_model: Name | None = None  # default: host-passthrough (kvm) / max (qemu)
+    machine: Name = "virt"
     firmware: Firmware = Field(default_factory=Firmware)
     network: Network = Field(default_factory=Network)
     fault: Fault | None = None
@@ -100,7 +133,13 @@ class HostSpec(Frozen):
     @classmethod
     def _uri(cls, v: str) -> str:
         v = expand_cache(v)  # the local lab: qemu:///embed?root=${cache}/libvirt
-        parsed = urlparse(v)
+        if any(c.isspace() for c in v):
+            raise ValueError(f"a libvirt URI has no spaces or line breaks: {v!r}")
+        try:
+            parsed = urlparse(v)
+            parsed.port  # noqa: B018 (raises on a port that is not a number)
+        except ValueError as exc:
+            raise ValueError(f"not a libvirt URI: {v!r} ({exc})") from None
         if not parsed.scheme or "://" not in v:
             raise ValueError(f"not a libvirt URI: {v!r} (e.g. qemu+ssh://root@node-1/system)")
         return v
@@ -111,6 +150,11 @@ class HostSpec(Frozen):
         bad = sorted(set(v) & RESERVED_ATTRS)
         if bad:
             raise ValueError(f"attribute names {bad} are reserved for cell fields")
+        for name, value in v.items():
+            if problem := name_problem(name):
+                raise ValueError(f"attribute {problem}")
+            if isinstance(value, str) and ("\n" in value or "\r" in value):
+                raise ValueError(f"attribute {name!r}: a value is one line of text")
         return v
 
     @property
@@ -131,7 +175,7 @@ class GuestBoot(Frozen):
     image: Path | None = None
     kernel: Path | None = None
     initrd: Path | None = None
-    cmdline: str | None = None
+    cmdline: Text | None = None
 
     _paths = field_validator("image", "kernel", "initrd")(_resolve)
 
@@ -145,9 +189,9 @@ class GuestBoot(Frozen):
 
 
 class GuestSSH(Frozen):
-    user: str = "root"
+    user: Name = "root"
     key: Path | None = None
-    port: int = Field(22, ge=1, le=65535)
+    port: Int = Field(22, ge=1, le=65535)
 
     _paths = field_validator("key")(_resolve)
 
@@ -155,22 +199,22 @@ class GuestSSH(Frozen):
 class GuestSpec(Frozen):
     boot: GuestBoot | None = None  # not needed by simulated hosts
     ssh: GuestSSH = Field(default_factory=GuestSSH)
-    kernel_release: str | None = None
-    os: str | None = None
-    memory_mib: int | None = Field(None, ge=64)
+    kernel_release: Text | None = None
+    os: Text | None = None
+    memory_mib: Int | None = Field(None, ge=64, le=1 << 22)
     fault: Fault | None = None
 
 
 class SSHPolicy(Frozen):
     known_hosts: Path | None = None  # default: <lab dir>/known_hosts
-    accept_new_host_keys: bool = False  # guests that make new keys at each boot
+    accept_new_host_keys: Bool = False  # guests that make new keys at each boot
 
     _paths = field_validator("known_hosts")(_resolve)
 
 
 class LabSpec(Frozen):
-    name: str = Field(pattern=NAME_PATTERN)
-    description: str = ""
+    name: Name
+    description: Text = ""
     hosts: dict[str, HostSpec] = Field(min_length=1)
     guests: dict[str, GuestSpec] = Field(min_length=1)
     ssh: SSHPolicy = Field(default_factory=SSHPolicy)
@@ -212,6 +256,9 @@ class Lab:
 
 
 def load_lab(path: str | Path) -> Lab:
+    """Load and validate a lab file: everything ``harness run`` relies on (the ``sim:``
+    section, simulated URIs and their query, the results path) is checked here, so that
+    ``harness plan`` refuses what ``run`` would and ``run`` writes nothing before."""
     file = Path(path)
     doc = load_yaml(file)
     if not isinstance(doc.data, dict):
@@ -224,19 +271,56 @@ def load_lab(path: str | Path) -> Lab:
                             "hosts that are not simulated)", key=True)
     if any(h.is_sim for h in spec.hosts.values()) and spec.sim is None:
         raise doc.error((), "simulated hosts (sim:///) need a 'sim' section with the model")
-    return Lab(spec, doc)
+    lab = Lab(spec, doc)
+    _check_sim(lab)
+    if spec.results is not None:
+        problem = path_problem(spec.results)
+        if problem:
+            raise doc.error(("results",), f"results: {problem}")
+    return lab
+
+
+def _check_sim(lab: Lab) -> None:
+    from harness.sim.model import load_sim_model, uri_seed
+
+    if lab.spec.sim is not None:
+        load_sim_model(lab)
+    for name, host in lab.hosts.items():
+        if host.is_sim:
+            try:
+                uri_seed(host.uri)
+            except ConfigError as exc:
+                raise lab.doc.error(("hosts", name, "uri"), exc.message) from None
+
+
+def path_problem(path: Path, *, folder: bool = False) -> str | None:
+    """Why a file (``folder``: a folder) cannot be created or written at ``path``, as far as
+    can be told without writing anything (None: it looks fine)."""
+    try:
+        if path.exists():
+            if folder and not path.is_dir():
+                return f"{path} is a file, not a folder"
+            if not folder and path.is_dir():
+                return f"{path} is a folder, not a file"
+            return None if os.access(path, os.W_OK) else f"{path} is not writable"
+        parent = path.parent
+        while not parent.exists():
+            parent = parent.parent
+        if not parent.is_dir():
+            return f"{parent} is a file, so {path} cannot be created"
+        if not os.access(parent, os.W_OK | os.X_OK):
+            return f"{path} cannot be created: {parent} is not writable"
+    except (OSError, ValueError) as exc:
+        return f"{path}: {getattr(exc, 'strerror', None) or exc}"
+    return None
 
 
 def _check_names(doc: YamlDoc) -> None:
-    import re
-
     for section in ("hosts", "guests"):
         items = doc.data.get(section)
         if not isinstance(items, dict):
             continue
         for name in items:
-            if not re.match(NAME_PATTERN, str(name)):
-                raise ConfigError(
-                    f"{section[:-1]} name {name!r} may only use letters, digits, '_', '.', '-'",
-                    doc.loc((section, name), key=True),
-                )
+            if problem := name_problem(name):
+                raise ConfigError(f"{section[:-1]} {problem}",
+                                  doc.loc((section, name), key=True))

@@ -7,6 +7,7 @@ Paths are tuples of keys and list indices, e.g. ``("hosts", "node-1", "slots")``
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,59 +48,214 @@ class YamlDoc:
         return ConfigError(message, self.loc(path, key=key))
 
 
-def _mark(file: Path, node: yaml.Node) -> Location:
+def _mark(file: Path, node: yaml.Node | yaml.Event) -> Location:
     m = node.start_mark
+    if m is None:
+        return Location(str(file), 1, 1)
     return Location(str(file), m.line + 1, m.column + 1)
+
+
+# What a lab or matrix file never needs, refused with a location (hostile or broken input
+# must not make the loader hang, recurse without end or eat the memory: issue 14).
+MAX_FILE_BYTES = 1 << 20  # a lab of thousands of hosts is a few hundred KiB
+MAX_DEPTH = 64  # nesting of mappings and lists
+MAX_ALIASES = 200  # alias uses (``*name``) in one file
+MAX_VALUES = 200_000  # values once aliases are expanded ("billion laughs")
+TAG = "tag:yaml.org,2002:"
+# plain data only: a tag naming another type (``!!binary``, ``!custom``, ``!!python/...``)
+# is refused; timestamps are kept as the text written (a date is not a type we read)
+ALLOWED_TAGS = frozenset(TAG + t for t in ("str", "int", "float", "bool", "null", "map",
+                                           "seq", "timestamp", "merge"))
+# characters XML 1.0 cannot hold, plus C1 controls and DEL: no name, path, URI or command
+# line needs them, and they would reach domain XML, JUnit and terminals raw
+_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff"
+                        "\ufffe\uffff]")
+
+
+def forbidden_char(text: str) -> str | None:
+    """A description of the first character ``text`` may not hold, or None."""
+    m = _FORBIDDEN.search(text)
+    return None if m is None else f"U+{ord(m.group()):04X}"
+
+
+def _location_of(text: str, index: int, file: Path) -> Location:
+    line = text.count("\n", 0, index) + 1
+    return Location(str(file), line, index - (text.rfind("\n", 0, index) + 1) + 1)
+
+
+def read_text(file: Path, *, limit: int = MAX_FILE_BYTES) -> str:
+    """``file`` as text: UTF-8 (a BOM is dropped), at most ``limit`` bytes; a decoding
+    error says its line and column. ConfigError for anything that cannot be read."""
+    try:
+        if file.is_dir():
+            raise ConfigError(f"{file} is a folder, not a file")
+        with open(file, "rb") as f:
+            data = f.read(limit + 1)
+    except FileNotFoundError:
+        raise ConfigError(f"file not found: {file}") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"cannot read {file}: {why}") from None
+    if len(data) > limit:
+        head = data[:limit].decode("utf-8", errors="replace")
+        raise ConfigError(f"file is larger than {limit} bytes (the limit for a lab or "
+                          "matrix file)", _location_of(head, len(head), file))
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        head = data[:exc.start].decode("utf-8", errors="replace")
+        raise ConfigError(f"not UTF-8 text: byte 0x{data[exc.start]:02x} cannot be decoded "
+                          "(save the file as UTF-8)", _location_of(head, len(head), file)
+                          ) from None
 
 
 def load_yaml(file: Path) -> YamlDoc:
     """Read ``file``; YAML syntax errors become a ConfigError with the position."""
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"file not found: {file}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {file}: {exc}") from None
-    return load_yaml_text(text, file)
+    return load_yaml_text(read_text(file), file)
 
 
-def load_yaml_text(text: str, file: Path) -> YamlDoc:
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe composer with a depth limit and a count of alias uses."""
+
+    def __init__(self, text: str, file: Path) -> None:
+        super().__init__(text)
+        self.file = file
+        self.depth = 0
+        self.aliases = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MAX_ALIASES:
+                raise ConfigError(f"more than {MAX_ALIASES} aliases in one file",
+                                  _mark(self.file, self.peek_event()))
+            return super().compose_node(parent, index)
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise ConfigError(f"nested more than {MAX_DEPTH} levels deep",
+                              _mark(self.file, self.peek_event()))
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+def _compose(text: str, file: Path) -> yaml.Node | None:
+    loader: _Loader | None = None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        loader = _Loader(text, file)
+        return loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = Location(str(file), mark.line + 1, mark.column + 1) if mark else None
         raise ConfigError(f"YAML syntax error: {exc.problem or exc}", where) from None
+    except yaml.reader.ReaderError as exc:
+        what = f"U+{exc.character:04X}" if isinstance(exc.character, int) else "a character"
+        raise ConfigError(f"{what} is not allowed in a YAML file (control character)",
+                          _location_of(text, exc.position, file)) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"YAML error in {file}: {exc}") from None
+    except RecursionError:  # not reached with MAX_DEPTH; a last guard, still located
+        raise ConfigError("nested too deeply", Location(str(file), 1, 1)) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def load_yaml_text(text: str, file: Path) -> YamlDoc:
+    node = _compose(text, file)
     doc = YamlDoc(file=file, data=None)
     if node is None:
         doc.data = {}
         return doc
     constructor = yaml.SafeLoader("")  # used only for scalar conversion
+    building: set[int] = set()  # nodes being built: meeting one again is a recursive alias
+    budget = [MAX_VALUES]
+
+    def scalar(n: yaml.ScalarNode) -> Any:
+        if n.tag == TAG + "timestamp":
+            return n.value  # kept as written: no lab value is a date
+        try:
+            value = constructor.construct_object(n, deep=True)
+        except (yaml.YAMLError, ValueError, OverflowError) as exc:
+            raise ConfigError(f"cannot read the value {n.value[:40]!r}: {exc}",
+                              _mark(file, n)) from None
+        if isinstance(value, str) and (bad := forbidden_char(value)):
+            raise ConfigError(f"text holds the control character {bad}, which no lab or "
+                              "matrix value may hold", _mark(file, n))
+        return value
+
+    def key_of(k: yaml.Node) -> str:
+        if not isinstance(k, yaml.ScalarNode):
+            raise ConfigError("mapping keys must be plain values", _mark(file, k))
+        if k.tag not in ALLOWED_TAGS:
+            raise ConfigError(f"tag {k.tag!r} is not allowed (plain values only)",
+                              _mark(file, k))
+        if k.tag == TAG + "null":
+            raise ConfigError(f"a key cannot be null ({k.value or 'empty'}): name it",
+                              _mark(file, k))
+        if bad := forbidden_char(k.value):
+            raise ConfigError(f"key holds the control character {bad}", _mark(file, k))
+        return str(k.value)  # the text as written: `8:`, `1.0:`, `2024-01-01:` stay text
+
+    def merged(v: yaml.Node, path: PathT) -> list[tuple[str, Any, PathT]]:
+        """The (key, value) pairs a ``<<`` brings (earlier mappings win)."""
+        sources = v.value if isinstance(v, yaml.SequenceNode) else [v]
+        out: list[tuple[str, Any, PathT]] = []
+        for src in sources:
+            if not isinstance(src, yaml.MappingNode):
+                raise ConfigError("'<<' merges a mapping (or a list of mappings), not "
+                                  f"{_kind(src)}", _mark(file, src))
+            value = build(src, path)
+            out += [(k, value[k], path) for k in value]
+        return out
 
     def build(n: yaml.Node, path: PathT) -> Any:
-        doc.value_locs[path] = _mark(file, n)
-        if isinstance(n, yaml.MappingNode):
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise ConfigError(f"more than {MAX_VALUES} values once aliases are expanded",
+                              _mark(file, n))
+        if n.tag not in ALLOWED_TAGS and n.tag != "!":
+            raise ConfigError(f"tag {n.tag!r} is not allowed (plain values only: text, "
+                              "numbers, booleans, lists, mappings)", _mark(file, n))
+        if id(n) in building:
+            raise ConfigError("an alias refers to a value that contains it (recursive "
+                              "alias)", _mark(file, n))
+        doc.value_locs.setdefault(path, _mark(file, n))
+        if isinstance(n, yaml.ScalarNode):
+            return scalar(n)
+        building.add(id(n))
+        try:
+            if isinstance(n, yaml.SequenceNode):
+                return [build(item, (*path, i)) for i, item in enumerate(n.value)]
             out: dict[Any, Any] = {}
-            constructor.flatten_mapping(n)
+            inherited: dict[str, Any] = {}
             for k_node, v_node in n.value:
-                if not isinstance(k_node, yaml.ScalarNode):
-                    raise ConfigError("mapping keys must be plain values", _mark(file, k_node))
-                key = constructor.construct_object(k_node, deep=True)
-                if isinstance(key, bool | int | float):
-                    key = str(key) if not isinstance(key, bool) else str(key).lower()
+                if k_node.tag == TAG + "merge":
+                    for k, v, _ in merged(v_node, path):
+                        inherited.setdefault(k, v)
+                    continue
+                key = key_of(k_node)
                 if key in out:
                     raise ConfigError(f"duplicate key {key!r}", _mark(file, k_node))
                 doc.key_locs[(*path, key)] = _mark(file, k_node)
                 out[key] = build(v_node, (*path, key))
+            for k, v in inherited.items():
+                out.setdefault(k, v)
             return out
-        if isinstance(n, yaml.SequenceNode):
-            return [build(item, (*path, i)) for i, item in enumerate(n.value)]
-        return constructor.construct_object(n, deep=True)
+        finally:
+            building.discard(id(n))
 
     doc.data = build(node, ())
     return doc
+
+
+def _kind(n: yaml.Node) -> str:
+    if isinstance(n, yaml.SequenceNode):
+        return "a list"
+    return f"the value {n.value!r}" if isinstance(n, yaml.ScalarNode) else "this"
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
@@ -170,10 +326,22 @@ def validate(model: type[BaseModel], doc: YamlDoc, path: PathT = (), data: Any =
                 msg = err["msg"]
                 if msg.startswith("Value error, "):
                     msg = msg[len("Value error, "):]
+                elif err["type"] in _TYPE_ERRORS:
+                    got = repr(err.get("input"))
+                    msg = f"{_TYPE_ERRORS[err['type']]}, not {got[:60]}"
                 what = ".".join(str(p) for p in full)
                 errors.append(doc.error(full, f"{what}: {msg}"))
         errors.sort(key=lambda e: (e.where.line, e.where.column) if e.where else (0, 0))
         raise (errors[0] if len(errors) == 1 else ConfigErrors(errors)) from None
+
+
+_TYPE_ERRORS = {
+    "int_type": "expected a whole number (no true/false, 2.0 or '2')",
+    "float_type": "expected a number (no true/false or quoted text)",
+    "bool_type": "expected true or false",
+    "string_type": "expected text",
+    "finite_number": "expected a finite number",
+}
 
 
 def _is_union_tag(part: Any, loc: tuple[Any, ...]) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
@@ -10,43 +11,47 @@ from pydantic import Field
 
 from harness.backend.placement import PLACEMENT_AXES, PlacementError, check_value
 from harness.errors import ConfigError, ConfigErrors
-from harness.inventory import NAME_PATTERN, Frozen, Lab, load_lab
+from harness.inventory import Frozen, Int, Lab, Name, Num, Text, load_lab, name_problem
 from harness.matrix.expand import CORE_AXES, Axis, MatrixSpec, Override, expand, points
 from harness.model import Cell, Expectation, RebootMode, Timeouts
 from harness.yamlsrc import PathT, YamlDoc, did_you_mean, load_yaml, validate
 
 KNOWN_AXES = (*CORE_AXES, "reboot", "memory_mib", "numa_nodes", *PLACEMENT_AXES)
+MAX_CELLS = 20_000  # cells of one matrix (the product is checked before it is built)
+MAX_TOTAL_BOOTS = 10_000_000  # boots of one run
+MAX_VALUE_CHARS = 128  # an axis value is part of the cell id
+DAY = 86400.0  # no timeout is longer
 
 
 class ExpectModel(Frozen):
-    vcpu_offline: float | None = Field(0.0, ge=0.0, le=1.0)
-    boot_failure: float | None = Field(0.0, ge=0.0, le=1.0)
-    confidence: float = Field(0.95, gt=0.5, lt=1.0)
+    vcpu_offline: Num | None = Field(0.0, ge=0.0, le=1.0)
+    boot_failure: Num | None = Field(0.0, ge=0.0, le=1.0)
+    confidence: Num = Field(0.95, gt=0.5, lt=1.0)
 
 
 class PartialExpect(Frozen):
-    vcpu_offline: float | None = Field(None, ge=0.0, le=1.0)
-    boot_failure: float | None = Field(None, ge=0.0, le=1.0)
-    confidence: float | None = Field(None, gt=0.5, lt=1.0)
+    vcpu_offline: Num | None = Field(None, ge=0.0, le=1.0)
+    boot_failure: Num | None = Field(None, ge=0.0, le=1.0)
+    confidence: Num | None = Field(None, gt=0.5, lt=1.0)
 
 
 class TimeoutsModel(Frozen):
-    boot: float = Field(300.0, gt=0)
-    ssh: float = Field(10.0, gt=0)
-    command: float = Field(60.0, gt=0)
-    shutdown: float = Field(30.0, ge=0)
+    boot: Num = Field(300.0, gt=0, le=DAY)
+    ssh: Num = Field(10.0, gt=0, le=DAY)
+    command: Num = Field(60.0, gt=0, le=DAY)
+    shutdown: Num = Field(30.0, ge=0, le=DAY)
 
 
 class PartialTimeouts(Frozen):
-    boot: float | None = Field(None, gt=0)
-    ssh: float | None = Field(None, gt=0)
-    command: float | None = Field(None, gt=0)
-    shutdown: float | None = Field(None, ge=0)
+    boot: Num | None = Field(None, gt=0, le=DAY)
+    ssh: Num | None = Field(None, gt=0, le=DAY)
+    command: Num | None = Field(None, gt=0, le=DAY)
+    shutdown: Num | None = Field(None, ge=0, le=DAY)
 
 
 class OverrideModel(Frozen):
     match: dict[str, Any] = Field(min_length=1)
-    boots: int | None = Field(None, ge=1, le=1_000_000)
+    boots: Int | None = Field(None, ge=1, le=1_000_000)
     expect: PartialExpect | None = None
     timeouts: PartialTimeouts | None = None
 
@@ -55,19 +60,19 @@ class AdaptiveModel(Frozen):
     """Sequential stopping per cell (optional; fixed N is the default)."""
 
     method: Literal["sprt"] = "sprt"
-    min_boots: int = Field(5, ge=1)
-    alpha: float = Field(0.05, gt=0, lt=0.5)
-    beta: float = Field(0.05, gt=0, lt=0.5)
+    min_boots: Int = Field(5, ge=1)
+    alpha: Num = Field(0.05, gt=0, lt=0.5)
+    beta: Num = Field(0.05, gt=0, lt=0.5)
 
 
 class MatrixModel(Frozen):
-    name: str = Field(pattern=NAME_PATTERN)
-    description: str = ""
+    name: Name
+    description: Text = ""
     lab: Path
     axes: dict[str, Any]
-    boots: int = Field(10, ge=1, le=1_000_000)
+    boots: Int = Field(10, ge=1, le=1_000_000)
     reboot: RebootMode = RebootMode.COLD
-    memory_mib: int = Field(2048, ge=64, le=1 << 22)
+    memory_mib: Int = Field(2048, ge=64, le=1 << 22)
     timeouts: TimeoutsModel = Field(default_factory=TimeoutsModel)
     expect: ExpectModel = Field(default_factory=ExpectModel)
     include: list[dict[str, Any]] = Field(default_factory=list)
@@ -110,11 +115,19 @@ def load_matrix(path: str | Path) -> Matrix:
         raise doc.error((), "a matrix file is a mapping with 'name', 'lab' and 'axes'")
     model: MatrixModel = validate(MatrixModel, doc, context={"base_dir": file.parent})
     lab_path = model.lab if model.lab.is_absolute() else file.resolve().parent / model.lab
+    if not str(model.lab).strip() or str(model.lab) == ".":
+        raise doc.error(("lab",), "lab: name the lab file (e.g. labs/my-lab.yaml)")
     if not lab_path.exists():
         raise doc.error(("lab",), f"lab file not found: {lab_path}")
+    if not lab_path.is_file():
+        raise doc.error(("lab",), f"lab: {lab_path} is not a file")
     lab = load_lab(lab_path)
     spec = _Builder(doc, model, lab).build()
-    return Matrix(model, spec, lab, doc)
+    matrix = Matrix(model, spec, lab, doc)
+    if matrix.total_boots > MAX_TOTAL_BOOTS:
+        raise doc.error(("boots",), f"the matrix asks for {matrix.total_boots} boots, more "
+                        f"than {MAX_TOTAL_BOOTS} in one run: split it")
+    return matrix
 
 
 class _Builder:
@@ -144,6 +157,8 @@ class _Builder:
                 hint = did_you_mean(name, KNOWN_AXES)
                 if hint:
                     self.fail(("axes", name), f"unknown axis {name!r}{hint}", key=True)
+                elif problem := name_problem(name):
+                    self.fail(("axes", name), f"axis {problem}", key=True)
         self.raise_if_errors()
         axes = [
             Axis("host", tuple(self.hosts(raw["host"]))),
@@ -169,10 +184,18 @@ class _Builder:
             if not axis.values:
                 self.fail(("axes", axis.name), f"axis {axis.name!r} has no values: empty "
                           "product")
-            dup = [v for v, n in Counter(map(repr, axis.values)).items() if n > 1]
+            # values that print the same make the same cell id ('1' and 1): one cell twice
+            dup = [v for v, n in Counter(map(str, axis.values)).items() if n > 1]
             if dup:
-                self.fail(("axes", axis.name), f"axis {axis.name!r} lists {dup[0]} twice: "
-                          "duplicate cells")
+                self.fail(("axes", axis.name), f"axis {axis.name!r} lists {dup[0]!r} twice "
+                          "(values that print the same name the same cell): duplicate cells")
+        self.raise_if_errors()
+        size = 1
+        for axis in axes:
+            size *= len(axis.values)
+        if size > MAX_CELLS:
+            self.fail(("axes",), f"the axes make {size} cells, more than {MAX_CELLS}: split "
+                      "the matrix")
         self.raise_if_errors()
         axis_names = [a.name for a in axes]
         host_attrs = tuple((h, tuple(sorted(self.lab.hosts[h].attributes.items())))
@@ -296,6 +319,13 @@ class _Builder:
             p = (*path, i) if isinstance(value, list) else path
             if not isinstance(v, str | int | float | bool):
                 self.fail(p, f"axis {path[-1]!r}: values are plain strings or numbers")
+            elif isinstance(v, float) and not math.isfinite(v):
+                self.fail(p, f"axis {path[-1]!r}: {v} is not a finite number")
+            elif len(str(v)) > MAX_VALUE_CHARS or not str(v).strip():
+                self.fail(p, f"axis {path[-1]!r}: a value is 1 to {MAX_VALUE_CHARS} "
+                          f"characters (part of the cell id), not {len(str(v))}")
+            elif isinstance(v, str) and ("\n" in v or "\r" in v):
+                self.fail(p, f"axis {path[-1]!r}: a value is one line (part of the cell id)")
             else:
                 out.append(v)
         return out
@@ -376,13 +406,19 @@ class _Builder:
             self.fail(("axes",), "the matrix expands to no cells (empty product after "
                       "exclude)")
         seen: dict[str, int] = {}
+        product_dup = False
         n_product = len(pts) - len(spec.include)
         for i, p in enumerate(pts):
             cid = cell_id(p, spec.axes)
             if cid in seen:
                 j = i - n_product
-                self.fail(("include", j), f"duplicate cell {cid!r}: it is in the matrix "
-                          "already")
+                if j >= 0:
+                    self.fail(("include", j), f"duplicate cell {cid!r}: it is in the matrix "
+                              "already")
+                elif not product_dup:  # the axes themselves (say it once)
+                    product_dup = True
+                    self.fail(("axes",), f"duplicate cell {cid!r}: two axis points make the "
+                              "same cell id")
             seen[cid] = i
         import itertools
 

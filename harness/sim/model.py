@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlparse
 from pydantic import Field, field_validator
 
 from harness.errors import ConfigError
-from harness.inventory import Frozen, Lab, Scalar
+from harness.inventory import Frozen, Int, Lab, Num, Scalar
 from harness.model import Outcome
 from harness.yamlsrc import PathT, did_you_mean, validate
 
@@ -28,8 +28,8 @@ MatchValue = Scalar | list[Scalar]
 
 
 class Seconds(Frozen):
-    mean: float = Field(40.0, ge=0)
-    sd: float = Field(8.0, ge=0)
+    mean: Num = Field(40.0, ge=0)
+    sd: Num = Field(8.0, ge=0)
 
 
 class Rule(Frozen):
@@ -37,10 +37,10 @@ class Rule(Frozen):
     list of values. The first rule that matches a boot gives its probabilities."""
 
     match: dict[str, MatchValue] = Field(default_factory=dict)
-    vcpu_offline: float = Field(0.0, ge=0.0, le=1.0)  # per boot that did not fail
-    boot_failure: float = Field(0.0, ge=0.0, le=1.0)
-    panic: float | None = Field(None, ge=0.0, le=1.0)  # share of failures that panic
-    offline_cpus: tuple[int, int] = (1, 2)  # how many CPUs stay offline: [min, max]
+    vcpu_offline: Num = Field(0.0, ge=0.0, le=1.0)  # per boot that did not fail
+    boot_failure: Num = Field(0.0, ge=0.0, le=1.0)
+    panic: Num | None = Field(None, ge=0.0, le=1.0)  # share of failures that panic
+    offline_cpus: tuple[Int, Int] = (1, 2)  # how many CPUs stay offline: [min, max]
     boot_seconds: Seconds | None = None
 
     @field_validator("offline_cpus")
@@ -54,18 +54,18 @@ class Rule(Frozen):
 class HostFaults(Frozen):
     """Infrastructure faults of one simulated host; all come out as ``infra_error``."""
 
-    gone_after: int | None = Field(None, ge=0)  # the host disappears after N boots
-    ssh_refused: float = Field(0.0, ge=0.0, le=1.0)  # guest answers, refuses the login
-    slow: float = Field(0.0, ge=0.0, le=1.0)  # a libvirt operation times out
-    latency_factor: float = Field(1.0, gt=0)  # boots take this much longer
+    gone_after: Int | None = Field(None, ge=0)  # the host disappears after N boots
+    ssh_refused: Num = Field(0.0, ge=0.0, le=1.0)  # guest answers, refuses the login
+    slow: Num = Field(0.0, ge=0.0, le=1.0)  # a libvirt operation times out
+    latency_factor: Num = Field(1.0, gt=0)  # boots take this much longer
 
 
 class SimModel(Frozen):
-    seed: int = 0
+    seed: Int = 0
     rules: list[Rule] = Field(default_factory=list)
     boot_seconds: Seconds = Field(default_factory=Seconds)
-    infra_error: float = Field(0.0, ge=0.0, le=1.0)  # per boot attempt
-    panic: float = Field(0.5, ge=0.0, le=1.0)  # share of boot failures that panic
+    infra_error: Num = Field(0.0, ge=0.0, le=1.0)  # per boot attempt
+    panic: Num = Field(0.5, ge=0.0, le=1.0)  # share of boot failures that panic
     hosts: dict[str, HostFaults] = Field(default_factory=dict)
 
 

@@ -114,9 +114,9 @@ def test_uri_seed() -> None:
 def test_model_errors_are_located(tmp_path: Path, old: str, new: str,
                                   where: tuple[int, int], what: str) -> None:
     assert old in LAB
-    lab = lab_from(tmp_path, LAB.replace(old, new))
+    # load_lab checks the sim section (so that `harness plan` refuses what `run` would)
     with pytest.raises(ConfigError) as exc:
-        load_sim_model(lab)
+        lab_from(tmp_path, LAB.replace(old, new))
     assert exc.value.where is not None
     assert (exc.value.where.line, exc.value.where.column) == where
     assert what in str(exc.value)
