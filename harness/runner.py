@@ -11,6 +11,7 @@ Backends: hosts whose URI starts with ``sim:`` get the simulated backend and con
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import threading
 import time
@@ -21,13 +22,13 @@ from typing import Any
 
 from harness import __version__
 from harness.adaptive import AdaptiveSettings, Decision, SprtStopper
-from harness.errors import ConfigError
+from harness.errors import ConfigError, EnvironmentFault, environment_fault
 from harness.matrix import Matrix
 from harness.model import BootResult, Cell, Outcome
 from harness.scheduler import Chunk, Scheduler, SchedulerStats, plan_chunks
 from harness.sim.clock import SimClock
 from harness.stats import CellCounts
-from harness.store import Store, default_db_path, make_run_id
+from harness.store import Store, StoreError, default_db_path, make_run_id
 from harness.wiring import BackendFor, ConnectorFor, lab_parts
 
 
@@ -196,10 +197,49 @@ class Runner:
     # --- the run -----------------------------------------------------------------------
 
     def run(self) -> RunSummary:
+        """Run the plan. A fault of this machine (disk full, a database or folder that
+        cannot be written) raises ``EnvironmentFault`` saying how to continue the run,
+        which is left as it stands (its recorded boots are kept; a resume re-does the
+        rest); nothing about the run is recorded before the input has been checked."""
+        self._run_id: str | None = None
+        try:
+            return self._run()
+        except (OSError, StoreError) as exc:
+            raise self._environment_fault(exc) from None
+
+    def _environment_fault(self, exc: OSError | StoreError) -> EnvironmentFault:
+        run_id = self._run_id
+        resume = (None if run_id is None or self.options.join or self.options.worker
+                  else f"harness run {self.matrix.file} --resume {run_id}")
+        if run_id is not None and resume is not None:
+            with contextlib.suppress(Exception):  # best effort: the disk may be full
+                db = self.options.db or default_db_path(
+                    self.lab.name, self.lab.spec.results, self.options.reports_dir)
+                with self._open_store(db) as store:
+                    store.mark_finished(run_id, "interrupted")
+        if isinstance(exc, StoreError):
+            return EnvironmentFault(str(exc), resume=resume)
+        return environment_fault(exc, f"run {run_id}: cannot write" if run_id else "",
+                                 resume=resume)
+
+    def _preflight(self, db: Path) -> None:
+        """What can be checked before anything is written: the database's and the reports
+        folder's places (EnvironmentFault when this machine refuses them)."""
+        from harness.inventory import path_problem
+
+        problem = path_problem(db)
+        if problem:
+            raise EnvironmentFault(f"results database: {problem}")
+        problem = path_problem(self.options.reports_dir, folder=True)
+        if problem:
+            raise EnvironmentFault(f"reports folder: {problem}")
+
+    def _run(self) -> RunSummary:
         o = self.options
         db = o.db or default_db_path(self.lab.name, self.lab.spec.results, o.reports_dir)
         t0 = time.monotonic()
-        with self._open_store(db) as store:
+        self._preflight(db)
+        with self._open_store(db) as store, contextlib.ExitStack() as held:
             if o.resume:
                 info = store.get_run(o.resume)
                 if info.matrix != self.matrix.name:
@@ -213,7 +253,9 @@ class Runner:
                                       "new run for another count")
                 cells = self._cells() if o.join else stored or self._cells()
                 cells = self._only(cells)
-                run_id = o.resume
+                run_id = self._run_id = o.resume
+                if not (o.join or o.worker):  # one controller per run (joiners share it)
+                    held.enter_context(store.hold_run(run_id))
                 seed = info.config.get("order_seed")
                 if o.join:
                     store.add_cells(run_id, cells)
@@ -227,6 +269,9 @@ class Runner:
                                         matrix_file=str(self.matrix.file),
                                         config=self._config(cells),
                                         artifacts_dir=o.reports_dir / run_id)
+                self._run_id = run_id
+                if not o.worker:
+                    held.enter_context(store.hold_run(run_id))
             run_dir = Path(info.artifacts_dir or o.reports_dir / run_id)
             done = {c.id: store.recorded(run_id, c.id) for c in cells}
             order_seed = seed if isinstance(seed, int) else _seed_of(run_id)

@@ -1,13 +1,17 @@
 """Stream kernel output, line by line, into per-boot reports (pure; bounded memory).
 
-Only what a report needs is kept: per boot the state of each CPU id seen, the bring-up
-timing, at most ``MAX_FINDINGS_PER_KIND`` findings of each kind (counts are kept in full),
-and the signature counts.
+Only what a report needs is kept: per boot the state of each CPU id seen (ids up to
+``MAX_CPU_ID``; a larger "CPU id" is no CPU of an arm64 guest and is only counted), the
+bring-up timing, at most ``MAX_FINDINGS_PER_KIND`` findings of each kind and
+``MAX_TITLES`` distinct signature titles (the events of further titles are counted under
+one "other titles" signature: counts stay exact), texts cut to ``MAX_TEXT`` characters.
+At most two boots are held at a time: a finished boot is handed to ``on_boot`` at once.
+Whatever the input, memory stays bounded (issue 14: a guest's output is not ours).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from harness.classify import rules
@@ -21,6 +25,12 @@ BOOT_WINDOW_S = 300.0
 MAX_FINDINGS_PER_KIND = 20
 MAX_PSCI_ERRORS = 256
 MAX_TEXT = 500  # characters of a message kept in a Finding
+MAX_TITLE = 200  # characters of a signature title
+MAX_TITLES = 100  # distinct signature titles per boot (and per text)
+OTHER_KIND = "other"
+OTHER_TITLE = "other signature titles (more than the classifier keeps)"
+MAX_CPU_ID = 65535  # as harness.classify.cpulist (Linux NR_CPUS tops out at 8192 on arm64)
+MAX_COUNT_DIGITS = 9  # "Brought up N CPUs": more digits is not a count
 
 
 @dataclass
@@ -49,6 +59,8 @@ class BootState:
     bringup_end: float | None = None
     slowest_cpu: int | None = None
     slowest_gap: float | None = None
+    timestamps_backwards: bool = False  # bring-up times went back: no latency from them
+    cpu_ids_ignored: int = 0  # events naming a CPU id above MAX_CPU_ID
 
     def add_finding(self, ev: rules.Event, lineno: int, message: str) -> None:
         n = self.kind_counts.get(ev.kind, 0)
@@ -57,23 +69,54 @@ class BootState:
             self.findings.append(Finding(kind=ev.kind, line=lineno, text=message[:MAX_TEXT],
                                          cpu=ev.cpu, errno=ev.errno))
         if ev.title:
-            key = (ev.kind, ev.title)
-            self.sig_counts[key] = self.sig_counts.get(key, 0) + 1
+            count_title(self.sig_counts, ev.kind, ev.title[:MAX_TITLE], 1)
+
+
+def count_title(counts: dict[tuple[str, str], int], kind: str, title: str, n: int) -> None:
+    """Add ``n`` events of a title, keeping at most ``MAX_TITLES`` distinct titles (the
+    rest are counted under one "other" title, so totals stay exact)."""
+    key = (kind, title)
+    if key not in counts and len(counts) >= MAX_TITLES:
+        key = (OTHER_KIND, OTHER_TITLE)
+    counts[key] = counts.get(key, 0) + n
 
 
 class Scanner:
-    """Events in, per-boot state out (``scan`` drives it over the lines)."""
+    """Events in, per-boot state out (``scan`` drives it over the lines). A finished boot
+    is held back until the next one shows content (only then is it known not to be the
+    last boot of the text), then handed to ``on_boot(state, last=False)``."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_boot: Callable[[BootState, bool], None] | None = None) -> None:
         self.lineno = 0
-        self.done: list[BootState] = []
+        self.done: list[BootState] = []  # without on_boot: every boot (small texts, tests)
+        self.pending: BootState | None = None
+        self.on_boot = on_boot
         self.cur = BootState(first_line=1)
 
     def _new_boot(self, by_marker: bool) -> BootState:
         if self.cur.content or self.cur.by_marker:
-            self.done.append(self.cur)
+            self._finished(self.cur)
         self.cur = BootState(first_line=self.lineno, by_marker=by_marker)
         return self.cur
+
+    def _finished(self, b: BootState) -> None:
+        if self.on_boot is None:
+            self.done.append(b)
+            return
+        if self.pending is not None:
+            self.on_boot(self.pending, False)
+        self.pending = b
+
+    def finish(self) -> None:
+        """Hand the remaining boots to ``on_boot``, the last one with ``last=True``."""
+        assert self.on_boot is not None
+        if self.cur.content or self.cur.by_marker or self.pending is None:
+            if self.pending is not None:
+                self.on_boot(self.pending, False)
+            self.on_boot(self.cur, True)
+        else:
+            self.on_boot(self.pending, True)
+        self.pending = None
 
     def _event(self, ev: rules.Event, message: str, uptime: float | None) -> None:
         b = self.cur
@@ -84,14 +127,18 @@ class Scanner:
         if kind == "linux_version":
             if not (b.by_marker and b.kernel_release is None and not b.content):
                 b = self._new_boot(True)
-            b.kernel_release = ev.value
+            b.kernel_release = ev.value[:MAX_TEXT] if ev.value else ev.value
             return
         b.content = True
         if kind == "bringup_start":
             b.in_bringup, b.bringup_start, b.last_event_ts = True, uptime, uptime
             return
+        if ev.cpu is not None and ev.cpu > MAX_CPU_ID:
+            b.cpu_ids_ignored += 1  # no CPU of a guest: counted, not tracked
+            return
         if kind in ("brought_up", "smp_total"):
-            count = int(ev.value or 0)
+            text = ev.value or "0"
+            count = int(text) if len(text) <= MAX_COUNT_DIGITS else 10 ** MAX_COUNT_DIGITS
             if kind == "brought_up":
                 b.brought_up = count
             else:
@@ -118,7 +165,7 @@ class Scanner:
         if kind == "panic":
             b.panic_open = True
             if b.panic is None:
-                b.panic = ev.value
+                b.panic = ev.value[:MAX_TEXT] if ev.value else ev.value
         if kind in rules.FATAL_KINDS and (uptime is None or uptime < BOOT_WINDOW_S):
             b.fatal_in_window = True
         b.add_finding(ev, self.lineno, message)
@@ -128,6 +175,12 @@ class Scanner:
         if b.bringup_done or uptime is None:
             return
         prev = b.last_event_ts
+        if b.timestamps_backwards:
+            return
+        if prev is not None and uptime < prev:  # a clock that went back: no latency
+            b.timestamps_backwards = True
+            b.bringup_end = b.slowest_gap = b.slowest_cpu = None
+            return
         b.last_event_ts = uptime
         if not booted:
             return
@@ -144,9 +197,12 @@ class Scanner:
         return [*self.done, self.cur]
 
 
-def scan(lines: Iterable[str]) -> tuple[list[BootState], int]:
-    """All the boots of a text (at least one) and its number of lines."""
-    s = Scanner()
+def scan(lines: Iterable[str], on_boot: Callable[[BootState, bool], None] | None = None
+         ) -> tuple[list[BootState], int]:
+    """All the boots of a text (at least one) and its number of lines. With ``on_boot``,
+    each boot is handed to it as soon as it is known (``last`` for the final one) and
+    the list returned is empty: memory stays bounded however many boots the text has."""
+    s = Scanner(on_boot)
     prefilter = rules.PREFILTER.search
     match = rules.match
     lineno = 0
@@ -160,13 +216,19 @@ def scan(lines: Iterable[str]) -> tuple[list[BootState], int]:
                 s.lineno = lineno
                 s._event(ev, message, uptime)
     s.lineno = lineno
+    if on_boot is not None:
+        s.finish()
+        return [], lineno
     return s.boots(), lineno
 
 
 def boot_report(b: BootState, *, offline: tuple[int, ...], verdict: str,
                 extra_sigs: tuple[SignatureCount, ...] = ()) -> BootReport:
     """Freeze one boot's state (offline CPUs and verdict decided by ``verdict.py``)."""
-    sigs = tuple(SignatureCount(k, t, c) for (k, t), c in b.sig_counts.items()) + extra_sigs
+    counts = dict(b.sig_counts)
+    for sc in extra_sigs:
+        count_title(counts, sc.kind, sc.title, sc.count)
+    sigs = tuple(SignatureCount(k, t, c) for (k, t), c in counts.items())
     return BootReport(
         first_line=b.first_line,
         kernel_release=b.kernel_release,
@@ -181,4 +243,5 @@ def boot_report(b: BootState, *, offline: tuple[int, ...], verdict: str,
         bringup_end_s=b.bringup_end,
         slowest_cpu=b.slowest_cpu,
         slowest_cpu_s=round(b.slowest_gap, 6) if b.slowest_gap is not None else None,
+        timestamps_backwards=b.timestamps_backwards,
     )

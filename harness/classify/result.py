@@ -42,6 +42,8 @@ class BootReport:
     bringup_end_s: float | None = None  # last "Booted secondary processor"
     slowest_cpu: int | None = None
     slowest_cpu_s: float | None = None  # that CPU's gap after the previous one
+    # the dmesg clock went back during bring-up: no latency is derived (flagged instead)
+    timestamps_backwards: bool = False
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,12 @@ class Classification:
     verdict: str = "ok"
     findings: tuple[Finding, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+    boots_omitted: int = 0  # boots of the text not kept in ``boots`` (the first and last are)
+    psci_omitted: int = 0  # distinct PSCI errors beyond those listed
+
+    @property
+    def boots_total(self) -> int:
+        return len(self.boots) + self.boots_omitted
 
     @property
     def last_boot(self) -> BootReport | None:

@@ -18,12 +18,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from harness.classify.dmesg import BootState, boot_report, scan
+from harness.classify.dmesg import (
+    MAX_CPU_ID,
+    MAX_PSCI_ERRORS,
+    BootState,
+    boot_report,
+    count_title,
+    scan,
+)
 from harness.classify.result import BootReport, Classification, PsciError, SignatureCount
 from harness.model import Finding
 
 VERDICT_RANK = {"ok": 0, "vcpu_offline": 1, "boot_failure": 2}
 MAX_TOTAL_FINDINGS_PER_KIND = 50
+MAX_BOOTS_KEPT = 100  # boots of one text kept whole (the first 99 and the last)
 MISSING_TITLE = "vCPU missing without a kernel message"
 
 
@@ -55,30 +63,32 @@ def _verdict(b: BootState, offline: tuple[int, ...], unknown_missing: bool) -> s
 
 def classify_lines(lines: Iterable[str], *, expected_cpus: int | None = None,
                    online: str | None = None) -> Classification:
-    """Classify kernel output given line by line (streaming: lines are not kept).
+    """Classify kernel output given line by line (streaming: lines are not kept, and the
+    memory held does not grow with the text: see ``dmesg.py`` and ``MAX_BOOTS_KEPT``).
 
     ``expected_cpus``: the vCPU count the domain was defined with. ``online``: the guest's
     ``/sys/devices/system/cpu/online`` (kernel list syntax, e.g. ``0-2,4-7``) read after
-    the last boot of the text. Raises ``ValueError`` for a malformed ``online`` list or a
-    negative ``expected_cpus``, before reading any line.
+    the last boot of the text. Raises ``ValueError`` for a malformed ``online`` list or an
+    ``expected_cpus`` below 0 or above ``MAX_CPU_ID + 1``, before reading any line.
     """
     from harness.classify.cpulist import parse_cpu_list
 
-    if expected_cpus is not None and expected_cpus < 0:
-        raise ValueError(f"expected_cpus must be 0 or more, not {expected_cpus}")
+    if expected_cpus is not None and not 0 <= expected_cpus <= MAX_CPU_ID + 1:
+        raise ValueError(f"expected_cpus must be 0 to {MAX_CPU_ID + 1}, not {expected_cpus}")
     online_ids = parse_cpu_list(online) if online is not None else None
-    states, nlines = scan(lines)
-    reports: list[BootReport] = []
-    for i, b in enumerate(states):
-        last = i == len(states) - 1
+    merger = Merger()
+
+    def on_boot(b: BootState, last: bool) -> None:
         offline, unknown = _offline(b, expected_cpus, online_ids, last)
         explained = {cpu for cpu, bad in b.cpu_state.items() if bad}
         extra: tuple[SignatureCount, ...] = ()
         if unknown or set(offline) - explained:
             extra = (SignatureCount("cpus_missing", MISSING_TITLE, 1),)
-        reports.append(boot_report(b, offline=offline, verdict=_verdict(b, offline, unknown),
-                                   extra_sigs=extra))
-    return merge(reports, extra={"lines": nlines})
+        merger.add(boot_report(b, offline=offline, verdict=_verdict(b, offline, unknown),
+                               extra_sigs=extra), ignored_cpu_ids=b.cpu_ids_ignored)
+
+    _, nlines = scan(lines, on_boot)
+    return merger.result(extra={"lines": nlines})
 
 
 def classify(text: str, *, expected_cpus: int | None = None,
@@ -99,44 +109,82 @@ def _split(text: str) -> Iterable[str]:
         start = end + 1
 
 
-def merge(reports: list[BootReport], extra: dict[str, object] | None = None) -> Classification:
-    """The whole text: union over boots (the worst verdict, the first panic)."""
-    sigs: dict[tuple[str, str], int] = {}
-    psci: list[PsciError] = []
-    seen_psci: set[tuple[int, int]] = set()
-    findings: list[Finding] = []
-    per_kind: dict[str, int] = {}
-    offline: set[int] = set()
-    panic: str | None = None
-    verdict = "ok"
-    brought_up: int | None = None
-    for r in reports:
-        for s in r.signatures:
-            sigs[(s.kind, s.title)] = sigs.get((s.kind, s.title), 0) + s.count
+class Merger:
+    """The whole text, boot by boot: the worst verdict, the first panic, the union of
+    offline CPUs and PSCI errors, summed signature counts. Bounded: the first
+    ``MAX_BOOTS_KEPT - 1`` boots and the last are kept whole, the others only counted;
+    at most ``MAX_PSCI_ERRORS`` distinct PSCI errors and ``MAX_TITLES`` titles."""
+
+    def __init__(self) -> None:
+        self.kept: list[BootReport] = []
+        self.last: BootReport | None = None
+        self.omitted = 0
+        self.sigs: dict[tuple[str, str], int] = {}
+        self.psci: list[PsciError] = []
+        self.seen_psci: set[tuple[int, int]] = set()
+        self.psci_omitted = 0
+        self.findings: list[Finding] = []
+        self.per_kind: dict[str, int] = {}
+        self.offline: set[int] = set()
+        self.panic: str | None = None
+        self.verdict = "ok"
+        self.brought_up: int | None = None
+        self.ignored_cpu_ids = 0
+
+    def add(self, r: BootReport, *, ignored_cpu_ids: int = 0) -> None:
+        if self.last is not None:
+            if len(self.kept) < MAX_BOOTS_KEPT - 1:
+                self.kept.append(self.last)
+            else:
+                self.omitted += 1
+        self.last = r
+        self.ignored_cpu_ids += ignored_cpu_ids
+        for sc in r.signatures:
+            count_title(self.sigs, sc.kind, sc.title, sc.count)
         for p in r.psci_errors:
-            if (p.cpu, p.errno) not in seen_psci:
-                seen_psci.add((p.cpu, p.errno))
-                psci.append(p)
+            if (p.cpu, p.errno) in self.seen_psci:
+                continue
+            if len(self.psci) >= MAX_PSCI_ERRORS:
+                self.psci_omitted += 1  # distinct or not: not told apart beyond the cap
+                continue
+            self.seen_psci.add((p.cpu, p.errno))
+            self.psci.append(p)
         for f in r.findings:
-            n = per_kind.get(f.kind, 0)
-            per_kind[f.kind] = n + 1
+            n = self.per_kind.get(f.kind, 0)
+            self.per_kind[f.kind] = n + 1
             if n < MAX_TOTAL_FINDINGS_PER_KIND:
-                findings.append(f)
-        offline.update(r.offline_cpus)
-        if panic is None:
-            panic = r.panic
-        if VERDICT_RANK[r.verdict] > VERDICT_RANK[verdict]:
-            verdict = r.verdict
+                self.findings.append(f)
+        self.offline.update(r.offline_cpus)  # ids <= MAX_CPU_ID: at most 65,536 of them
+        if self.panic is None:
+            self.panic = r.panic
+        if VERDICT_RANK[r.verdict] > VERDICT_RANK[self.verdict]:
+            self.verdict = r.verdict
         if r.cpus_brought_up is not None:
-            brought_up = r.cpus_brought_up
-    return Classification(
-        boots=tuple(reports),
-        cpus_brought_up=brought_up,
-        offline_cpus=tuple(sorted(offline)),
-        psci_errors=tuple(psci),
-        panic=panic,
-        signatures=tuple(SignatureCount(k, t, c) for (k, t), c in sigs.items()),
-        verdict=verdict,
-        findings=tuple(findings),
-        extra=dict(extra or {}),
-    )
+            self.brought_up = r.cpus_brought_up
+
+    def result(self, extra: dict[str, object] | None = None) -> Classification:
+        boots = [*self.kept, *([self.last] if self.last is not None else [])]
+        more = dict(extra or {})
+        if self.ignored_cpu_ids:
+            more["cpu_ids_ignored"] = self.ignored_cpu_ids
+        return Classification(
+            boots=tuple(boots),
+            cpus_brought_up=self.brought_up,
+            offline_cpus=tuple(sorted(self.offline)),
+            psci_errors=tuple(self.psci),
+            panic=self.panic,
+            signatures=tuple(SignatureCount(k, t, c) for (k, t), c in self.sigs.items()),
+            verdict=self.verdict,
+            findings=tuple(self.findings),
+            extra=more,
+            boots_omitted=self.omitted,
+            psci_omitted=self.psci_omitted,
+        )
+
+
+def merge(reports: list[BootReport], extra: dict[str, object] | None = None) -> Classification:
+    """The whole text from its boots (see ``Merger``)."""
+    m = Merger()
+    for r in reports:
+        m.add(r)
+    return m.result(extra)

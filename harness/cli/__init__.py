@@ -13,7 +13,15 @@ from typing import Any
 import click
 
 from harness import __version__
-from harness.errors import ConfigError, HarnessError
+from harness.errors import ConfigError, HarnessError, environment_fault
+
+# Exit statuses of every command (README "Exit statuses"; `harness --help`)
+EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_ENVIRONMENT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_HELP = """\b
+Exit status: 0 every cell met its expectation (or is undecided); 1 a cell failed its
+expectation; 2 a mistake in the input (file:line:column: message); 3 the environment or
+lab failed (disk full, database or reports folder unwritable, no host usable; the run is
+kept and the message says how to continue it); 130 interrupted (resume it)."""
 
 # command name -> (module, attribute, one-line help shown in `harness --help`)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -60,7 +68,8 @@ def _missing(name: str, short_help: str) -> click.Command:
     return _cmd
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog=EXIT_HELP)
 @click.version_option(__version__, prog_name="harness")
 def cli() -> None:
     """vm-boot-harness: boot aarch64 guests over a matrix and score every boot."""
@@ -78,13 +87,16 @@ def main(argv: list[str] | None = None) -> Any:
         sys.exit(exc.exit_code)
     except ConfigError as exc:
         click.echo(f"error: {exc}" if exc.where is None else str(exc), err=True)
-        sys.exit(2)
-    except HarnessError as exc:
+        sys.exit(EXIT_INPUT)
+    except HarnessError as exc:  # the lab or this machine failed, not the input
         click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+        sys.exit(EXIT_ENVIRONMENT)
+    except OSError as exc:  # disk full, read-only or unwritable folder, ...
+        click.echo(f"error: {environment_fault(exc)}", err=True)
+        sys.exit(EXIT_ENVIRONMENT)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     if isinstance(rv, int) and rv:
         sys.exit(rv)
     return rv

@@ -35,7 +35,7 @@ def _online(ctx: click.Context, param: click.Parameter, value: str | None) -> st
 
 @click.command()
 @click.argument("files", nargs=-1, required=True, metavar="FILE...")
-@click.option("--expected-cpus", type=click.IntRange(min=1), default=None, metavar="N",
+@click.option("--expected-cpus", type=click.IntRange(min=1, max=65536), default=None, metavar="N",
               help="vCPU count the domain was defined with (cross-check).")
 @click.option("--online", callback=_online, default=None, metavar="LIST",
               help="The guest's /sys/devices/system/cpu/online, e.g. 0-2,4-7 (cross-check).")

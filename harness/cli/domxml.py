@@ -1,14 +1,20 @@
 """``harness domxml MATRIX [--cell ID]``: the libvirt domain XML each cell would define.
 
 Output: for every cell, a line ``<!-- cell: ID -->`` then that cell's ``<domain>`` XML
-(boot 0). ``--null`` prints the documents separated by NUL bytes instead (no comment lines),
-for ``xargs -0`` or ``split('\\0')``. Nothing is defined and nothing touches libvirt: the
-XML comes from the same pure function the backend uses; only the controller identity
-(pid, boot id) that a real run adds to ``<metadata>`` is left out.
+(boot 0). In the comment the id is percent-encoded where XML needs it (``%`` as ``%25``, a
+``-`` after a ``-`` as ``%2D``: ``urllib.parse.unquote`` gives it back), so no cell id can
+end the comment early or forge a separator (a document holds no ``<!--``: ElementTree
+escapes ``<``). ``--null`` prints the documents separated by NUL bytes instead (no comment
+lines), for ``xargs -0`` or ``split('\\0')``; no document can hold a NUL (names and
+values with control characters are refused when the files are read). Nothing is
+defined and nothing touches libvirt: the XML comes from the same pure function the
+backend uses; only the controller identity (pid, boot id) that a real run adds to
+``<metadata>`` is left out.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import click
@@ -22,7 +28,8 @@ from harness.matrix import load_matrix
 
 def cell_comment(cell_id: str) -> str:
     """The separator line (``--`` may not appear inside an XML comment)."""
-    return f"<!-- cell: {cell_id.replace('--', '- -')} -->"
+    text = re.sub(r"(?<=-)-", "%2D", cell_id.replace("%", "%25"))
+    return f"<!-- cell: {text} -->"
 
 
 @click.command()
@@ -54,6 +61,8 @@ def domxml(matrix: Path, cell_ids: tuple[str, ...], run_id: str, workdir: Path |
             workdir=run_dir / cell.safe_id / "0",
             ssh_port=ssh_port if host.network.type == "user" else None)
         xml = domain_xml(req, metadata={"run": run_id, "cell": cell.id, "index": "0"})
+        if "\0" in xml or "<!--" in xml:  # cannot happen (inputs are checked): never split
+            raise ConfigError(f"cell {cell.id}: its domain XML holds a NUL or a comment")
         out.append(xml if nul else f"{cell_comment(cell.id)}\n{xml}")
     if nul:
         click.echo("\0".join(out), nl=False)

@@ -4,6 +4,7 @@ docstring (``harness/store/__init__.py``) and docs/results.md."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import secrets
 import sqlite3
 import threading
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.classify.result import SignatureCount
-from harness.errors import ConfigError, HarnessError
+from harness.errors import ConfigError, EnvironmentFault
 from harness.model import BootResult, Cell, Finding, Outcome, Signature, safe_name
 from harness.stats import CellCounts, Judgement, judge, signature_counts
 from harness.store import codec
@@ -24,8 +25,9 @@ from harness.store.schema import LATEST, MIGRATIONS
 BUSY_TIMEOUT_S = 60.0
 
 
-class StoreError(HarnessError):
-    """The results database refused an operation (not a user mistake)."""
+class StoreError(EnvironmentFault):
+    """The results database refused an operation (not a user mistake: a full disk, a
+    read-only or unwritable database; exit status 3)."""
 
 
 @dataclass(frozen=True)
@@ -113,8 +115,11 @@ class Store:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as e:
-                raise ConfigError(f"cannot create the results folder {self.path.parent}: "
-                                  f"{e.strerror}") from None
+                msg = f"cannot create the results folder {self.path.parent}: {e.strerror}"
+                if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC,
+                               errno.EDQUOT):
+                    raise StoreError(msg) from None  # this machine's fault, not the input's
+                raise ConfigError(msg) from None
         elif self.path.is_dir():
             raise ConfigError(f"{self.path} is a folder, not a results database")
         self._local = threading.local()
@@ -140,8 +145,8 @@ class Store:
                 raise StoreError(f"{self.path}: cannot switch to WAL (journal mode {mode})")
             conn.execute(f"PRAGMA synchronous = {'FULL' if self.durable else 'NORMAL'}")
         except sqlite3.OperationalError as e:
-            raise ConfigError(f"cannot open the results database {self.path}: {e} "
-                              "(it needs read and write access to it and its folder)") from None
+            raise StoreError(f"cannot open the results database {self.path}: {e} "
+                             "(it needs read and write access to it and its folder)") from None
         except sqlite3.DatabaseError as e:
             raise ConfigError(f"{self.path} is not a results database (SQLite): {e}") from None
         with self._lock:  # close the connections of threads that have ended
@@ -183,6 +188,13 @@ class Store:
 
     def __enter__(self) -> Store:
         return self
+
+    def hold_run(self, run_id: str) -> contextlib.AbstractContextManager[None]:
+        """Be the one controller of run ``run_id`` for a ``with`` block (``RunLocked``
+        if another live process is; a dead one never holds it). See store/lock.py."""
+        from harness.store.lock import hold
+
+        return hold(self.path, run_id)
 
     def __exit__(self, *exc: object) -> None:
         self.close()
