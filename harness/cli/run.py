@@ -10,6 +10,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 from types import FrameType
@@ -105,6 +106,49 @@ class LiveView:
             return Group(self.progress, hosts)
 
 
+class ProgressLog:
+    """Without a terminal (journald, cron) or with --quiet: a plain line now and then
+    (every ``every`` seconds, and when a host changes state), so the nightly journal shows
+    a run is alive and where it is."""
+
+    def __init__(self, view: LiveView, every: float, echo: Any = None) -> None:
+        self.view = view
+        self.every = every
+        self.echo = echo or (lambda line: click.echo(line))
+        self.total = 0
+        self.done = 0
+        self.last = time.monotonic()
+        self.run_id = ""
+
+    def __call__(self, event: Event) -> None:
+        self.view(event)
+        line = None
+        with self.view.lock:
+            if isinstance(event, RunStarted):
+                self.total, self.done, self.run_id = event.total, event.done, event.run_id
+                line = (f"run {event.run_id}: {event.total} boots planned"
+                        + (f", {event.done} already recorded" if event.done else ""))
+            elif isinstance(event, BootDone):
+                if event.result.outcome is not Outcome.INFRA_ERROR:
+                    self.done += 1
+                if time.monotonic() - self.last >= self.every:
+                    line = self.line()
+            elif isinstance(event, HostChanged) and event.state.startswith("set aside"):
+                line = f"run {self.run_id}: host {event.host} {event.state}"
+        if line is not None:
+            self.last = time.monotonic()
+            self.echo(line)
+
+    def line(self) -> str:
+        o = self.view.outcomes
+        share = f" ({100 * self.done / self.total:.0f}%)" if self.total else ""
+        aside = [h for h, st in self.view.hosts.items() if st.startswith("set aside")]
+        return (f"run {self.run_id}: {self.done}/{self.total} boots{share}, "
+                f"{o['vcpu_offline']} vCPU offline, {o['boot_failure']} boot failures, "
+                f"{o['infra_error']} infrastructure errors"
+                + (f"; hosts set aside: {', '.join(sorted(aside))}" if aside else ""))
+
+
 def _pct(rate: float | None) -> str:
     return "-" if rate is None else f"{100 * rate:.1f}%"
 
@@ -164,11 +208,15 @@ def result_table(summary: RunSummary, adaptive_cs: bool = False) -> Table:
 @click.option("--db", type=click.Path(path_type=Path, dir_okay=False),
               help="Results database (default: the lab's, else REPORTS_DIR/<lab>.db).")
 @click.option("--no-report", is_flag=True, help="Do not write the reports at the end.")
-@click.option("--quiet", "-q", is_flag=True, help="No live progress, only the summary.")
+@click.option("--quiet", "-q", is_flag=True,
+              help="No live display: a progress line now and then, and the summary.")
+@click.option("--progress-every", type=click.FloatRange(min=0), default=60.0,
+              show_default=True, metavar="SECONDS",
+              help="Without a terminal or with --quiet: a progress line this often.")
 def run(matrix: Path, run_id: str | None, resume: str | None, boots: int | None,
         time_scale: float, chunk_size: int, max_per_host: int | None,
         adaptive: bool | None, order_seed: int | None, workers: int, reports_dir: Path,
-        db: Path | None, no_report: bool, quiet: bool) -> int:
+        db: Path | None, no_report: bool, quiet: bool, progress_every: float) -> int:
     """Run MATRIX: boot every cell on its host's slots, record and classify every boot,
     and print the result table (Ctrl-C stops cleanly; resume with --resume RUN_ID)."""
     if run_id and resume:
@@ -182,10 +230,12 @@ def run(matrix: Path, run_id: str | None, resume: str | None, boots: int | None,
                          workers=workers)
     console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
     live_view = LiveView(console)
-    runner = Runner(m, options, on_event=live_view)
+    plain = quiet or not console.is_terminal
+    runner = Runner(m, options, on_event=ProgressLog(live_view, progress_every)
+                    if plain else live_view)
     restore = _install_signals(runner, console)
     try:
-        if quiet or not console.is_terminal:
+        if plain:
             summary = runner.run()
         else:
             with Live(live_view, console=console, refresh_per_second=8, transient=False):

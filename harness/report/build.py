@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from harness import stats
+from harness.history.regress import regressions, snapshots
+from harness.history.runs import RunStatus
 from harness.model import BootResult, Cell, Finding, Outcome
 from harness.report.compare import diff_runs
 from harness.report.view import (
@@ -282,9 +284,10 @@ def _config(data: RunData) -> tuple[tuple[tuple[str, Any], ...], tuple[tuple[str
 
 def build_view(data: RunData, *, previous: RunData | None = None,
                artifacts_root: Path | None = None, report_dir: Path | None = None,
-               previous_note: str = "") -> RunView:
-    """The view of run ``data``; ``previous`` (an earlier run of the same matrix) adds
-    the previous-run section."""
+               previous_note: str = "", completeness: RunStatus | None = None) -> RunView:
+    """The view of run ``data``; ``previous`` (its baseline: an earlier run of the same
+    matrix) adds the previous-run section, ``previous_note`` says why that run (or why
+    none); ``completeness`` whether the run is complete and why not."""
     paths = Paths(artifacts_root, report_dir or artifacts_root or Path.cwd())
     cells = tuple(cell_view(cd, paths) for cd in data.cells)
     confs = {cd.cell.expect.confidence for cd in data.cells}
@@ -304,4 +307,9 @@ def build_view(data: RunData, *, previous: RunData | None = None,
         previous=diff_runs(previous, data, confidence) if previous is not None else None,
         previous_note=previous_note, latency=latency_histogram(latencies), config=config,
         versions=versions, confidence=confidence, artifacts_base=rel_art,
+        regressions=(regressions(snapshots(previous), snapshots(data), run_id=data.run.id,
+                                 baseline_id=previous.run.id, baseline_reason=previous_note,
+                                 matrix=data.run.matrix, alpha=round(1 - confidence, 10))
+                     if previous is not None else None),
+        baseline_reason=previous_note, completeness=completeness,
     )

@@ -185,6 +185,7 @@ def render_html(view: RunView) -> str:
         confidence_pct=pct(view.confidence), comparisons=view.comparisons,
         alpha=round(1 - view.confidence, 4), diff=view.previous,
         previous_note=view.previous_note, signatures=view.signature_totals(),
+        regs=view.regressions, completeness=view.completeness,
         hist=view.latency, svg=histogram_svg(view.latency) if view.latency else None,
         config=[(k, _show(v)) for k, v in view.config], versions=view.versions,
         payload=script_json(payload(view)), css=_static("report.css"),

@@ -1,7 +1,8 @@
 """The JSON report: the issue's schema, exactly, plus the previous-run section.
 
 ``{"run": {"id", "matrix", "started", "finished"}, "cells": [...], "comparisons": [...],
-"previous": {...} | null}``. Cell counts are boots; infrastructure errors are counted in
+"previous": {...} | null, "baseline": {"run", "why"}, "regressions": {...} | null,
+"completeness": {...}}``. Cell counts are boots; infrastructure errors are counted in
 ``boots`` and ``infra_error`` but left out of the rates' denominators.
 """
 
@@ -91,7 +92,22 @@ def to_json(view: RunView) -> dict[str, Any]:
         "cells": [cell_dict(c) for c in view.cells],
         "comparisons": [comparison_dict(c) for c in view.comparisons],
         "previous": diff_dict(view.previous) if view.previous else None,
+        "baseline": {"run": view.regressions.baseline_id if view.regressions else None,
+                     "why": view.baseline_reason},
+        "regressions": view.regressions.as_dict() if view.regressions else None,
+        "completeness": completeness_dict(view),
     }
+
+
+def completeness_dict(view: RunView) -> dict[str, Any] | None:
+    st = view.completeness
+    if st is None:
+        return None
+    return {"complete": st.complete, "status": st.status, "why": list(st.reasons),
+            "hosts_set_aside": [{"host": h, "why": w} for h, w in st.hosts_set_aside],
+            "unfinished_cells": [{"cell": c, "guest_boots": n, "planned": p}
+                                 for c, n, p in st.unfinished],
+            "infra_errors_by_host": dict(st.infra_by_host)}
 
 
 def write_json(view: RunView, path: Path) -> Path:

@@ -50,20 +50,37 @@ def _body(cell: CellView) -> str:
 
 def to_xml(view: RunView) -> ET.ElementTree:
     counts = view.verdict_counts
+    # an incomplete run's unfinished cells that do not already fail could not be measured:
+    # errors, never a quiet pass or skip
+    errors = {cid: why for cid, why in view.unmeasured.items()
+              if next((c.verdict for c in view.cells if c.id == cid), "") != "fail"}
+    skipped = sum(1 for c in view.cells if c.verdict == "undecided" and c.id not in errors)
     suites = ET.Element("testsuites", name=view.matrix, tests=str(len(view.cells)),
-                        failures=str(counts["fail"]), errors="0")
+                        failures=str(counts["fail"]), errors=str(len(errors)))
     suite = ET.SubElement(
         suites, "testsuite", name=view.matrix, tests=str(len(view.cells)),
-        failures=str(counts["fail"]), skipped=str(counts["undecided"]), errors="0",
+        failures=str(counts["fail"]), skipped=str(skipped), errors=str(len(errors)),
         timestamp=view.started, id=view.id,
     )
     sp = ET.SubElement(suite, "properties")
     ET.SubElement(sp, "property", name="run_id", value=view.id)
+    st = view.completeness
+    if st is not None:
+        ET.SubElement(sp, "property", name="complete", value="true" if st.complete else "false")
+        if not st.complete:
+            ET.SubElement(sp, "property", name="incomplete_why", value="; ".join(st.reasons))
+        for h, why in st.hosts_set_aside:
+            ET.SubElement(sp, "property", name=f"host_set_aside.{h}", value=why)
+        for h, n in st.infra_by_host:
+            ET.SubElement(sp, "property", name=f"infra_errors.{h}", value=str(n))
     for k, v in view.versions:
         ET.SubElement(sp, "property", name=f"version.{k}", value=str(v))
     for cell in view.cells:
         case = ET.SubElement(suite, "testcase", classname=view.matrix, name=cell.id)
-        if cell.verdict == "fail":
+        if cell.id in errors:
+            err = ET.SubElement(case, "error", message=errors[cell.id], type="incomplete")
+            err.text = _body(cell)
+        elif cell.verdict == "fail":
             msg = "; ".join(cell.failed_statements) or "fails its expectation"
             fail = ET.SubElement(case, "failure", message=msg, type="expectation")
             fail.text = _body(cell)

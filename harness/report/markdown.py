@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.history.regress import Regressions
 from harness.report.view import OUTCOME_LABELS, CellView, RunDiff, RunView, p_text, pct, rate_text
 
 MAX_ROWS = 25
@@ -29,10 +30,10 @@ def _cell_rows(cells: list[CellView]) -> list[str]:
 
 
 def diff_lines(d: RunDiff, *, heading: str = "##") -> list[str]:
-    out = [f"{heading} Against run {md_escape(d.a_id)}", ""]
-    if not (d.worse or d.better or d.flagged_signatures):
-        out.append(f"No significant change (exact test, Holm-adjusted, alpha {d.alpha}); "
-                   "no new signature.")
+    out = [f"{heading} Rate changes against run {md_escape(d.a_id)} (two-sided)", ""]
+    if not (d.worse or d.better):
+        out.append(f"No significant change in any cell's rates (exact test, Holm-adjusted, "
+                   f"alpha {d.alpha}).")
     for name, changes in (("Worse", d.worse), ("Better", d.better)):
         if changes:
             out.append(f"**{name}** ({len(changes)}):")
@@ -43,19 +44,57 @@ def diff_lines(d: RunDiff, *, heading: str = "##") -> list[str]:
             if len(changes) > MAX_ROWS:
                 out.append(f"- ... and {len(changes) - MAX_ROWS} more")
             out.append("")
-    sigs = d.flagged_signatures
-    if sigs:
-        out.append("**Signatures:**")
-        out.append("")
-        for s in sigs[:MAX_ROWS]:
-            tag = "NEW" if s.new else s.direction
-            out.append(f"- [{tag}] {md_escape(s.title)}: {s.a_count}/{s.a_boots} -> "
-                       f"{s.b_count}/{s.b_boots}"
-                       + (f" ({p_text(s.p_adjusted)})" if s.significant else ""))
-        out.append("")
     if d.only_in_a or d.only_in_b:
         out.append(f"Cells only in the previous run: {len(d.only_in_a)}; only in this run: "
                    f"{len(d.only_in_b)}.")
+    return out
+
+
+def completeness_lines(view: RunView) -> list[str]:
+    st = view.completeness
+    if st is None:
+        return []
+    if st.complete:
+        return ["Complete: every cell has all its boots.", ""]
+    out = [f"**INCOMPLETE run** ({md_escape(st.status)}): " + md_escape("; ".join(st.reasons))
+           + ".", ""]
+    for h, why in st.hosts_set_aside:
+        out.append(f"- host {md_escape(h)} set aside: {md_escape(why)}")
+    if st.unfinished:
+        shown = ", ".join(f"{md_escape(c)} ({n}/{p})" for c, n, p in st.unfinished[:MAX_ROWS])
+        more = len(st.unfinished) - MAX_ROWS
+        out.append(f"- unfinished cells (guest boots/planned): {shown}"
+                   + (f" and {more} more" if more > 0 else ""))
+    if st.infra_by_host:
+        out.append("- infrastructure errors per host: " + ", ".join(
+            f"{md_escape(h)} {n}" for h, n in st.infra_by_host))
+    return [*out, ""]
+
+
+def regression_lines(r: Regressions, *, heading: str = "##") -> list[str]:
+    """New regressions, recoveries and still-failing cells against the baseline."""
+    out = [f"{heading} Against the previous run", "", md_escape(r.baseline_reason or
+                                                                 f"Baseline: {r.baseline_id}"),
+           ""]
+    out.append(f"**{len(r.new_regressions)} new regressions, {len(r.recoveries)} recoveries, "
+               f"{len(r.still_failing)} still failing**"
+               + (f", {len(r.not_measured)} not measured" if r.not_measured else "")
+               + f" (one-sided exact tests, Holm over the {r.family} of {r.tests} tests "
+               f"that can be significant, alpha {r.alpha:g}).")
+    out.append("")
+    for title, cells in (("New regressions", r.new_regressions),
+                         ("Recoveries", r.recoveries)):
+        if cells:
+            out += [f"**{title}:**", ""]
+            out += [f"- {md_escape(c.cell_id)}: " + md_escape("; ".join(c.reasons))
+                    for c in cells[:MAX_ROWS]]
+            if len(cells) > MAX_ROWS:
+                out.append(f"- ... and {len(cells) - MAX_ROWS} more")
+            out.append("")
+    if r.still_failing:
+        out += [f"**Still failing** ({len(r.still_failing)}): " + ", ".join(
+            md_escape(c.cell_id) for c in r.still_failing[:MAX_ROWS])
+            + (" ..." if len(r.still_failing) > MAX_ROWS else ""), ""]
     return out
 
 
@@ -74,6 +113,7 @@ def to_markdown(view: RunView) -> str:
         + f" (intervals at {pct(view.confidence)}; infrastructure errors are not in the rates).",
         "",
     ]
+    lines += completeness_lines(view)
     failed = [c for c in view.cells if c.verdict == "fail"]
     undecided = [c for c in view.cells if c.verdict == "undecided"]
     for title, cells in (("Failing cells", failed), ("Undecided cells", undecided)):
@@ -95,8 +135,10 @@ def to_markdown(view: RunView) -> str:
                          f"difference {pct(c.difference.value)} [{pct(c.difference.low)}, "
                          f"{pct(c.difference.high)}], {c.test} {p_text(c.p_adjusted)} (Holm)")
         lines.append("")
+    if view.regressions is not None:
+        lines += regression_lines(view.regressions)
     if view.previous:
-        lines += diff_lines(view.previous)
+        lines += diff_lines(view.previous, heading="###")
     elif view.previous_note:
         lines += ["## Previous run", "", view.previous_note, ""]
     return "\n".join(lines).rstrip() + "\n"

@@ -237,11 +237,11 @@ def record_sample_run(store: Any, run_id: str, run_dir: Path, *, hosts: int = 3,
             u = rng.random()
             rel = Path(cell.safe_id) / str(i)
             folder = run_dir / rel
-            if u < 0.005:
+            if u < 0.005:  # an infrastructure error, retried as the boot loop does
                 results.append(BootResult(run_id, cell.id, i, Outcome.INFRA_ERROR,
                                           "libvirt: cannot reach host", cell.host, cell.guest,
                                           cell.vcpus))
-                continue
+                u = 0.005 + random.Random(f"{seed}|{cell.id}|{i}").random() * 0.995
             failure = u < 0.005 + 0.01 * scale * (cell.guest != "es10")
             offline = rng.randrange(1, cell.vcpus) if (not failure
                                                        and u < 0.015 + p_off) else None

@@ -8,7 +8,11 @@ Tests build synthetic ones directly.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from harness.history.regress import Regressions
+    from harness.history.runs import RunStatus
 
 RATE_OUTCOMES = ("vcpu_offline", "boot_failure")
 OUTCOME_LABELS = {
@@ -241,6 +245,20 @@ class RunView:
     versions: tuple[tuple[str, str], ...] = ()  # harness, python, libvirt, qemu ...
     confidence: float = 0.95
     artifacts_base: str = ""  # run artifacts folder, relative to the report files
+    regressions: Regressions | None = None  # per cell against the baseline (nightly rule)
+    baseline_reason: str = ""  # which run this one is compared with, and why
+    completeness: RunStatus | None = None  # complete or not, and why
+
+    @property
+    def unmeasured(self) -> dict[str, str]:
+        """Cells the run could not measure fully (an incomplete run's unfinished cells),
+        with why: JUnit makes them errors unless they already fail."""
+        st = self.completeness
+        if st is None or st.complete:
+            return {}
+        why = "; ".join(st.reasons)
+        return {cid: f"not measured: {n} of {planned} guest boots ({why})"
+                for cid, n, planned in st.unfinished}
 
     @property
     def verdict_counts(self) -> dict[str, int]:

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError
+from harness.history.baseline import find_baseline
+from harness.history.runs import load_status
 from harness.model import safe_name
 from harness.report.build import build_view
 from harness.report.html import write_html
@@ -93,8 +95,9 @@ def write_reports(store: Store, run_id: str, formats: str | Iterable[str] = FORM
     """Write the reports of run ``run_id``; returns ``{format: path}``.
 
     ``out_dir`` defaults to the run's artifacts folder (so artifact links are short),
-    else ``<database folder>/<run-id>/``. ``previous``: True compares with the latest
-    earlier run of the same matrix in ``store``, a run id with that run, False with none.
+    else ``<database folder>/<run-id>/``. ``previous``: True compares with the run's
+    baseline (``harness.history.baseline``: the pinned run, else the latest complete
+    comparable one), a run id with that run, False with none.
     Each file is written to a temporary name and renamed: a crash leaves either the old
     report or the new one, never half of one. ``kcidb``: options of the KCIDB writer
     (``origin``, ``base_url``, ``known_issues``, ``boots``; see harness.report.kcidb)."""
@@ -107,20 +110,9 @@ def write_reports(store: Store, run_id: str, formats: str | Iterable[str] = FORM
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"cannot create the report folder {out}: {e.strerror}") from None
-    prev_data: RunData | None = None
-    note = ""
-    if previous is True:
-        info = store.previous_run(data.run.matrix, before=run_id)
-        if info is None:
-            note = f"No earlier run of {data.run.matrix} in {store.path}."
-        else:
-            prev_data = store.load_run(info.id, with_findings=False)
-    elif isinstance(previous, str):
-        prev_data = store.load_run(previous, with_findings=False)
-    else:
-        note = "Not compared with a previous run."
+    prev_data, note = _baseline(store, data, previous)
     view = build_view(data, previous=prev_data, artifacts_root=root, report_dir=out.resolve(),
-                      previous_note=note)
+                      previous_note=note, completeness=load_status(store, run_id))
     written: dict[str, Path] = {}
     for fmt in fmts:
         path = out / FILE_NAMES[fmt]
@@ -130,6 +122,20 @@ def write_reports(store: Store, run_id: str, formats: str | Iterable[str] = FORM
         _atomic_write(writer, view, path)
         written[fmt] = path
     return written
+
+
+def _baseline(store: Store, data: RunData, previous: str | bool) -> tuple[RunData | None, str]:
+    """The run to compare with and why: the baseline rule (``harness.history``) for
+    True, the given run for a run id, none for False."""
+    if previous is True:
+        choice = find_baseline(store, data.run.id)
+        if choice.run_id is None:
+            return None, choice.reason[0].upper() + choice.reason[1:]
+        return store.load_run(choice.run_id, with_findings=False), "Baseline: " + choice.reason
+    if isinstance(previous, str):
+        return (store.load_run(previous, with_findings=False),
+                f"Baseline: run {previous}, chosen by hand (--previous).")
+    return None, "Not compared with a previous run."
 
 
 def find_database(run_ids: Iterable[str], db: Path | None = None,

@@ -69,16 +69,36 @@ def test_screenshot_shows_the_heatmap(page: Page, report: Path):
     colours = region.getcolors(maxcolors=1 << 24)
     assert colours is not None and len(colours) > 50  # text, borders and many box colours
     # one box per host x guest, and boxes of clearly different hues (green vs orange/red)
-    boxes = page.js("Array.from(document.querySelectorAll('#heatmap td.hm:not(.empty)'))"
-                    ".map(td => { const r = td.getBoundingClientRect();"
-                    " return [td.dataset.row, td.dataset.col, r.x + 4, r.y + 4]; })")
+    boxes_js = ("Array.from(document.querySelectorAll('#heatmap td.hm:not(.empty)'))"
+                ".map(td => { const r = td.getBoundingClientRect();"
+                " return [td.dataset.row, td.dataset.col, r.x + 3, r.y + r.height - 3]; })")
+    boxes = page.js(boxes_js)
     assert len(boxes) == 3 * 4
+    # it opens on the verdict, each box showing its worst class's rate
+    assert page.js("document.getElementById('metric').value") == "verdict"
+    verdicts = page.js("Array.from(document.querySelectorAll('#heatmap td.hm:not(.empty)'))"
+                       ".map(td => [td.dataset.row, td.dataset.col, td.dataset.verdict,"
+                       " td.querySelector('.v').textContent])")
+    fills = {(row, col): img.getpixel((int(bx), int(by))) for row, col, bx, by in boxes}
+    assert {v for _, _, v, _ in verdicts} >= {"fail", "undecided"}
+    for row, col, verdict, text in verdicts:
+        assert text.startswith(verdict)
+        r, g, _ = fills[(row, col)]
+        assert (r > g) if verdict == "fail" else True  # failing boxes are red
+    # the rates per class stay one click away: colour by vCPU-offline rate
+    page.js("(() => { const s = document.getElementById('metric'); s.value = 'vcpu_offline';"
+            " s.dispatchEvent(new Event('change')); return true; })()")
+    shot = page.send("Page.captureScreenshot", format="png")
+    img = Image.open(io.BytesIO(base64.b64decode(shot["data"]))).convert("RGB")
+    boxes = page.js(boxes_js)  # the boxes lost their verdict line: smaller now
     fills = {(row, col): img.getpixel((int(bx), int(by))) for row, col, bx, by in boxes}
     clean = fills[("node-2", "es10")]  # NUMA patch, es10: about 0%
     bad = fills[("node-1", "es14")]  # no NUMA patch: tens of percent
     assert clean[1] > clean[0]  # green dominates
     assert bad[0] > bad[1]  # red dominates
-    assert len(set(fills.values())) >= 4
+    assert len(set(fills.values())) >= 4  # a continuous scale: many hues
+    page.js("(() => { const s = document.getElementById('metric'); s.value = 'verdict';"
+            " s.dispatchEvent(new Event('change')); return true; })()")
 
 
 def test_pivot_controls_regroup_the_table(page: Page):

@@ -71,6 +71,7 @@ def test_report_command_rewrites_on_demand(runs: Path, tmp_path: Path, monkeypat
                                    "--format", "junit,md"])
     assert res.exit_code == 0, res.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["junit.xml", "summary.md"]
-    assert "No earlier run of eas-66611-sim" in (tmp_path / "summary.md").read_text()
+    assert "No earlier complete run of eas-66611-sim" in (tmp_path / "summary.md").read_text()
     res = CliRunner().invoke(cli, ["compare", "sim-1", "sim-2", "--db", str(db)])
-    assert res.exit_code == 0 and "Against run sim-1" in res.output
+    assert res.exit_code == 0 and "Rate changes against run sim-1" in res.output
+    assert "# Against the previous run" in res.output and "still failing" in res.output

@@ -153,10 +153,17 @@ def test_write_reports_all_formats_with_previous_section(lab):
     doc = json.loads(written["json"].read_text())
     assert doc["run"]["id"] == "r3" and doc["previous"]["previous_run"] == "r2"
     assert doc["previous"]["worse"]
-    assert "Against run r2" in written["md"].read_text()
+    md = written["md"].read_text()
+    assert "## Against the previous run" in md and "Rate changes against run r2" in md
+    assert "Baseline: run r2, the latest complete run of ft2500-sample" in md
+    assert doc["baseline"]["run"] == "r2" and doc["completeness"]["complete"]
+    # r3 fails at 2.5 times r2's rates: new regressions, cell by cell
+    assert doc["regressions"]["new_regressions"]
+    assert "**INCOMPLETE" not in md and "Complete: every cell has all its boots." in md
     ET.parse(written["junit"])
     html = written["html"].read_text()
-    assert "Previous run of ft2500-sample: <b>r2</b>" in html
+    assert "Baseline: run r2, the latest complete run" in html
+    assert 'id="new-regressions"' in html
     assert not list((lab / "reports" / "r3").glob(".*"))  # no temporary files left
 
 
@@ -164,7 +171,7 @@ def test_first_run_says_there_is_no_previous(lab, tmp_path):
     with Store(lab / "reports" / "lab.db") as store:
         written = write_reports(store, "r1", ["md", "json"], tmp_path)
     assert json.loads(written["json"].read_text())["previous"] is None
-    assert "No earlier run of ft2500-sample" in written["md"].read_text()
+    assert "No earlier complete run of ft2500-sample" in written["md"].read_text()
 
 
 def test_parse_formats():
@@ -256,8 +263,11 @@ def test_reports_of_a_run_with_no_boot_yet(tmp_path):
     assert doc["run"]["finished"] is None
     assert [c["vcpu_offline_rate"]["value"] for c in doc["cells"]] == [None, None]
     assert {c["verdict"] for c in doc["cells"]} == {"undecided"}
-    skipped = ET.parse(written["junit"]).getroot().findall(".//testcase/skipped")
-    assert len(skipped) == 2
+    # a run that has not measured its cells yet: errors, never a quiet skip or pass
+    root = ET.parse(written["junit"]).getroot()
+    errors = root.findall(".//testcase/error")
+    assert len(errors) == 2 and root.get("errors") == "2"
+    assert errors[0].get("message").startswith("not measured: 0 of 5 guest boots")
     assert "0/0 (no guest boots)" in written["md"].read_text()
     assert "No boot recorded a bring-up latency" in written["html"].read_text()
 

@@ -9,7 +9,7 @@
                infra_error: "infrastructure error"};
   var PAGE = 50;                        // boots per drill-down page
   var Z = DATA.run.z;                   // normal quantile of the run's confidence
-  var state = {rows: DATA.view.rows, cols: DATA.view.cols, metric: "vcpu_offline",
+  var state = {rows: DATA.view.rows, cols: DATA.view.cols, metric: "verdict",
                filters: {}, selected: null, failedOnly: true, search: ""};
 
   function el(tag, attrs, text) {
@@ -51,8 +51,8 @@
     var s = Math.sqrt(Math.max(0, Math.min(1, t)));
     return "hsl(" + Math.round(120 * (1 - s)) + ", 68%, " + Math.round(62 - 12 * s) + "%)";
   }
-  var VCOL = {pass: "hsl(120, 45%, 62%)", undecided: "hsl(40, 90%, 60%)", fail: "hsl(0, 70%, 55%)",
-              not_judged: "#cfd8dc"};
+  var VCOL = {pass: "hsl(120, 45%, 62%)", clean: "hsl(120, 45%, 62%)",
+              undecided: "hsl(40, 90%, 60%)", fail: "hsl(0, 70%, 55%)", not_judged: "#cfd8dc"};
 
   function visibleCells() {
     var needle = state.search.toLowerCase();
@@ -70,7 +70,7 @@
   function box(cells) {
     var b = {cells: cells, n: {ok: 0, vcpu_offline: 0, boot_failure: 0, infra_error: 0},
              verdict: "not_judged"};
-    var rank = {not_judged: 0, pass: 1, undecided: 2, fail: 3};  // the worst one wins
+    var rank = {not_judged: 0, pass: 1, clean: 1, undecided: 2, fail: 3};  // the worst wins
     cells.forEach(function (c) {
       OUT.forEach(function (o, i) { b.n[o] += c.n[i]; });
       if (rank[c.v] > rank[b.verdict]) { b.verdict = c.v; }
@@ -81,6 +81,13 @@
   function boxRate(b, metric) {
     if (b.cells.length === 1) { return b.cells[0].r[metric]; }
     return wilson(b.n[metric], b.guest);
+  }
+  // The class with the higher rate in the box: what the verdict view shows, so a cell
+  // failing by boot failures never reads "0%" because its vCPUs all came up.
+  function worstClass(b) {
+    var v = boxRate(b, "vcpu_offline"), f = boxRate(b, "boot_failure");
+    if (f[0] !== null && (v[0] === null || f[0] > v[0])) { return "boot_failure"; }
+    return "vcpu_offline";
   }
 
   function renderControls() {
@@ -103,9 +110,9 @@
       state.rows = v; if (state.cols === v) { state.cols = ""; } });
     select("pivot-cols", "columns", [["", "(none)"]].concat(keyopts), state.cols,
            function (v) { state.cols = v === state.rows ? "" : v; });
-    select("metric", "colour", [["vcpu_offline", "vCPU-offline rate"],
-                                 ["boot_failure", "boot-failure rate"],
-                                 ["verdict", "verdict"]], state.metric,
+    select("metric", "colour", [["verdict", "verdict (worst class's rate)"],
+                                 ["vcpu_offline", "vCPU-offline rate"],
+                                 ["boot_failure", "boot-failure rate"]], state.metric,
            function (v) { state.metric = v; });
     KEYS.forEach(function (k) {
       if (k === state.rows || k === state.cols) { return; }
@@ -121,12 +128,21 @@
     lab.appendChild(search);
     c.appendChild(lab);
     var legend = el("span", {"class": "legend"});
-    [0, 0.01, 0.05, 0.25, 1].forEach(function (t) {
-      var sw = el("span", {"class": "swatch"});
-      sw.style.background = color(t);
-      legend.appendChild(sw);
-      legend.appendChild(document.createTextNode(pct(t)));
-    });
+    if (state.metric === "verdict") {
+      ["fail", "undecided", "pass", "not_judged"].forEach(function (v) {
+        var sw = el("span", {"class": "swatch"});
+        sw.style.background = VCOL[v];
+        legend.appendChild(sw);
+        legend.appendChild(document.createTextNode(v.replace("_", " ") + " "));
+      });
+    } else {
+      [0, 0.01, 0.05, 0.25, 1].forEach(function (t) {
+        var sw = el("span", {"class": "swatch"});
+        sw.style.background = color(t);
+        legend.appendChild(sw);
+        legend.appendChild(document.createTextNode(pct(t)));
+      });
+    }
     c.appendChild(legend);
   }
 
@@ -159,10 +175,15 @@
           var b = box(list);
           td = el("td", {"class": "hm", "data-row": rv, "data-col": cv,
                          "data-verdict": b.verdict, "data-cells": String(list.length)});
-          var m = state.metric === "verdict" ? "vcpu_offline" : state.metric;
+          var m = state.metric === "verdict" ? worstClass(b) : state.metric;
           var r = boxRate(b, m);
+          td.setAttribute("data-class", m);
           td.style.background = state.metric === "verdict" ? VCOL[b.verdict] :
             (r[0] === null ? "#eceff1" : color(r[0]));
+          if (state.metric === "verdict") {
+            td.appendChild(el("div", {"class": "v"}, b.verdict.replace("_", " ") +
+                              (b.n[m] ? " \u00b7 " + LABEL[m] : "")));
+          }
           td.appendChild(el("div", {"class": "r"}, pct(r[0])));
           td.appendChild(el("div", null, "[" + pct(r[1]) + ", " + pct(r[2]) + "]"));
           td.appendChild(el("div", null, b.n[m] + "/" + b.guest +
