@@ -36,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "bisect": ("harness.cli.bisect", "bisect", "Find the build that made a flaky failure appear."),
     "runs": ("harness.cli.runs", "runs", "List recorded runs: complete or not, and why."),
     "baseline": ("harness.cli.baseline", "baseline", "Pin or show the run reports compare with."),
+    "digest": ("harness.cli.digest", "digest", "What is new tonight; tell the team."),
     "prune": ("harness.cli.prune", "prune", "Remove old boots' evidence (failing: kept longer)."),
 }
 

@@ -138,9 +138,10 @@ def to_kcidb(view: RunView, *, origin: str = DEFAULT_ORIGIN, base_url: str | Non
              ) -> dict[str, Any]:
     """The KCIDB v5 document of a run view (plain JSON data).
 
-    ``known_issues``: ``{"id", "title", "signature", "url", "state"}`` records (from
-    ``harness.knownissues``); each becomes an issue, and every boot showing its signature
-    an incident. ``boots=False`` leaves out the per-boot tests."""
+    ``known_issues``: ``{"id", "title", "signatures" (or "signature"), "url", "state"}``
+    records (``harness.knownissues.for_kcidb``); each becomes an issue, and every boot
+    showing one of its signatures an incident (an issue's cell and host scope is not
+    applied here: KCIDB triage decides). ``boots=False`` leaves out the per-boot tests."""
     check_origin(origin)
     checkout_id = f"{origin}:{view.id}"
     checkout: dict[str, Any] = {"id": checkout_id, "origin": origin,
@@ -155,11 +156,13 @@ def to_kcidb(view: RunView, *, origin: str = DEFAULT_ORIGIN, base_url: str | Non
     issues: list[dict[str, Any]] = []
     for k in known_issues:
         iid = f"{origin}:{k['id']}"
-        sig_known.setdefault(str(k["signature"]), []).append(iid)
+        sigs = [str(x) for x in k.get("signatures") or [k["signature"]]]
+        for sig in sigs:
+            sig_known.setdefault(sig, []).append(iid)
         issue: dict[str, Any] = {"id": iid, "version": 1, "origin": origin,
-                                 "comment": str(k.get("title") or k["signature"]),
+                                 "comment": str(k.get("title") or sigs[0]),
                                  "culprit": {"code": True},
-                                 "misc": {"signature": k["signature"],
+                                 "misc": {"signatures": sigs,
                                           "state": k.get("state", "open")}}
         if k.get("url"):
             issue["report_url"] = str(k["url"])
