@@ -121,6 +121,11 @@ def _remove_boot_files(root: Path, arts: Sequence[Sequence[str]]) -> int:
             pass
         dirs.add(p.parent)
     for d in sorted(dirs, key=lambda x: len(x.parts), reverse=True):
+        if len(d.relative_to(root).parts) == 2 and d.is_dir():  # <cell>/<index>/: the boot's
+            for extra in d.iterdir():  # files no artifact names (e.g. host-vcpus.json)
+                if extra.is_file() and not extra.is_symlink():
+                    extra.unlink()
+                    n += 1
         while d != root and d.is_relative_to(root):
             try:
                 d.rmdir()  # only when empty
