@@ -32,10 +32,13 @@ from harness.store import Store
               help="KCIDB: the origin (CI system name, a-z 0-9 _) that prefixes every id.")
 @click.option("--base-url", default=None, metavar="URL",
               help="KCIDB: where the run folder is served, to link boots' logs (log_url).")
+@click.option("--known-issues", "known_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Known issues (default: known-issues.yaml beside the run's matrix file).")
 def report(run_id: str, formats: str, db: Path | None, out_dir: Path | None,
            previous: str | None, no_previous: bool, kcidb_origin: str,
-           base_url: str | None) -> None:
+           base_url: str | None, known_file: Path | None) -> None:
     """Write the reports of the recorded run RUN_ID."""
+    from harness.knownissues import find_known_issues
     from harness.report.kcidb import check_origin
 
     fmts = parse_formats(formats)
@@ -43,6 +46,8 @@ def report(run_id: str, formats: str, db: Path | None, out_dir: Path | None,
     path = find_database([run_id], db)
     prev: str | bool = False if no_previous else (previous or True)
     with Store(path, create=False) as store:
-        written = write_reports(store, run_id, fmts, out_dir, previous=prev, kcidb=kcidb)
+        known = find_known_issues(known_file, [store.get_run(run_id).matrix_file])
+        written = write_reports(store, run_id, fmts, out_dir, previous=prev, kcidb=kcidb,
+                                known=known)
     for fmt, p in written.items():
         click.echo(f"{fmt:5} {p}")

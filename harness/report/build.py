@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from typing import Any
 from harness import stats
 from harness.history.regress import regressions, snapshots
 from harness.history.runs import RunStatus
+from harness.knownissues import KnownIssues
 from harness.model import BootResult, Cell, Finding, Outcome
 from harness.report.compare import diff_runs
 from harness.report.view import (
@@ -282,14 +283,27 @@ def _config(data: RunData) -> tuple[tuple[tuple[str, Any], ...], tuple[tuple[str
     return tuple(cfg.items()), tuple(sorted(versions.items()))
 
 
+def mark_known(cells: tuple[CellView, ...], known: KnownIssues) -> tuple[CellView, ...]:
+    """Each cell's signatures with the bugs of the open known issues that name them there."""
+    def mark(c: CellView) -> CellView:
+        sigs = tuple(replace(s, known=tuple(k.bug for k in known.known(s.title, c.id, c.host)))
+                     for s in c.signatures)
+        return replace(c, signatures=sigs)
+
+    return tuple(mark(c) for c in cells)
+
+
 def build_view(data: RunData, *, previous: RunData | None = None,
                artifacts_root: Path | None = None, report_dir: Path | None = None,
-               previous_note: str = "", completeness: RunStatus | None = None) -> RunView:
+               previous_note: str = "", completeness: RunStatus | None = None,
+               known: KnownIssues | None = None) -> RunView:
     """The view of run ``data``; ``previous`` (its baseline: an earlier run of the same
     matrix) adds the previous-run section, ``previous_note`` says why that run (or why
     none); ``completeness`` whether the run is complete and why not."""
     paths = Paths(artifacts_root, report_dir or artifacts_root or Path.cwd())
     cells = tuple(cell_view(cd, paths) for cd in data.cells)
+    if known:
+        cells = mark_known(cells, known)
     confs = {cd.cell.expect.confidence for cd in data.cells}
     confidence = confs.pop() if len(confs) == 1 else 0.95
     axes = list(dict.fromkeys(["host", "guest", "vcpus",

@@ -28,7 +28,8 @@ def cell_dict(c: CellView) -> dict[str, Any]:
         "infra_error": c.infra_error,
         "vcpu_offline_rate": c.vcpu_offline_rate.as_dict(),
         "boot_failure_rate": c.boot_failure_rate.as_dict(),
-        "signatures": [{"title": s.title, "count": s.count} for s in c.signatures],
+        "signatures": [{"title": s.title, "count": s.count, "known": list(s.known)}
+                       for s in c.signatures],
         "verdict": c.verdict,
     }
 

@@ -122,7 +122,9 @@ def to_markdown(view: RunView) -> str:
     sigs = view.signature_totals()
     if sigs:
         lines += ["## Signatures", ""]
-        lines += [f"- {s.count} x {md_escape(s.title)}" for s in sigs[:MAX_ROWS]]
+        lines += [f"- {s.count} x {md_escape(s.title)}"
+                  + (f" (known: {md_escape(', '.join(s.known))})" if s.known else "")
+                  for s in sigs[:MAX_ROWS]]
         lines.append("")
     sig_cmp = [c for c in view.comparisons if c.significant]
     if view.comparisons:

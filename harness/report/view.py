@@ -55,6 +55,7 @@ class SignatureCount:
     title: str
     count: int  # boots showing it
     kind: str = ""
+    known: tuple[str, ...] = ()  # bugs of the open known issues naming it (known-issues.yaml)
 
 
 @dataclass(frozen=True)
@@ -288,8 +289,9 @@ class RunView:
         for c in self.cells:
             for s in c.signatures:
                 prev = counts.get(s.title)
+                known = tuple(dict.fromkeys((*(prev.known if prev else ()), *s.known)))
                 counts[s.title] = SignatureCount(s.title, s.count + (prev.count if prev else 0),
-                                                 s.kind)
+                                                 s.kind, known)
         return sorted(counts.values(), key=lambda s: (-s.count, s.title))
 
 

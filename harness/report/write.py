@@ -13,6 +13,7 @@ from typing import Any
 from harness.errors import ConfigError
 from harness.history.baseline import find_baseline
 from harness.history.runs import load_status
+from harness.knownissues import KnownIssues, find_known_issues, for_kcidb
 from harness.model import safe_name
 from harness.report.build import build_view
 from harness.report.html import write_html
@@ -91,7 +92,8 @@ def _atomic_write(writer: Callable[[RunView, Path], Path], view: RunView, path: 
 
 def write_reports(store: Store, run_id: str, formats: str | Iterable[str] = FORMATS,
                   out_dir: Path | None = None, *, previous: str | bool = True,
-                  kcidb: Mapping[str, Any] | None = None) -> dict[str, Path]:
+                  kcidb: Mapping[str, Any] | None = None,
+                  known: KnownIssues | None = None) -> dict[str, Path]:
     """Write the reports of run ``run_id``; returns ``{format: path}``.
 
     ``out_dir`` defaults to the run's artifacts folder (so artifact links are short),
@@ -100,7 +102,9 @@ def write_reports(store: Store, run_id: str, formats: str | Iterable[str] = FORM
     comparable one), a run id with that run, False with none.
     Each file is written to a temporary name and renamed: a crash leaves either the old
     report or the new one, never half of one. ``kcidb``: options of the KCIDB writer
-    (``origin``, ``base_url``, ``known_issues``, ``boots``; see harness.report.kcidb)."""
+    (``origin``, ``base_url``, ``boots``; see harness.report.kcidb). ``known``: the known
+    issues that mark signatures (default: ``known-issues.yaml`` beside the run's matrix
+    file when it loads; a broken one is left out here, ``harness digest`` reports it)."""
     fmts = parse_formats(formats)
     data = store.load_run(run_id)
     root = artifacts_root(store, data)
@@ -111,14 +115,21 @@ def write_reports(store: Store, run_id: str, formats: str | Iterable[str] = FORM
     except OSError as e:
         raise ConfigError(f"cannot create the report folder {out}: {e.strerror}") from None
     prev_data, note = _baseline(store, data, previous)
+    if known is None:
+        try:
+            known = find_known_issues(None, [data.run.matrix_file])
+        except ConfigError:
+            known = KnownIssues()
     view = build_view(data, previous=prev_data, artifacts_root=root, report_dir=out.resolve(),
-                      previous_note=note, completeness=load_status(store, run_id))
+                      previous_note=note, completeness=load_status(store, run_id), known=known)
     written: dict[str, Path] = {}
     for fmt in fmts:
         path = out / FILE_NAMES[fmt]
         writer = WRITERS[fmt]
-        if fmt == "kcidb" and kcidb:
-            writer = functools.partial(write_kcidb, **kcidb)
+        if fmt == "kcidb":
+            titles = [t.title for t in view.signature_totals()]
+            writer = functools.partial(write_kcidb, **{
+                "known_issues": for_kcidb(known, titles), **(kcidb or {})})
         _atomic_write(writer, view, path)
         written[fmt] = path
     return written

@@ -51,7 +51,7 @@ def test_json_schema_exact(view):
         assert set(c["vcpu_offline_rate"]) == {"value", "low", "high"}
         assert c["boots"] == c["ok"] + c["vcpu_offline"] + c["boot_failure"] + c["infra_error"]
         for s in c["signatures"]:
-            assert set(s) == {"title", "count"}
+            assert set(s) == {"title", "count", "known"}
         assert c["verdict"] in ("pass", "fail", "undecided", "not_judged")
 
 
