@@ -17,30 +17,37 @@ with too many infrastructure errors in a row is set aside (``host_failed``) and
 
 from __future__ import annotations
 
-import json
-import os
 import socket
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
 from harness.backend.base import Backend, BootRequest, Connector, Domain, GuestChannel
 from harness.backend.base import GuestNotReady as GuestNotReady
-from harness.classify.result import Classification
 from harness.collect import commands
 from harness.collect.commands import CommandTimeout
 from harness.collect.console import watch
 from harness.errors import CollectError, InfraError
+from harness.evidence import (
+    CONSOLE_LIMIT,
+    BootEvidence,
+    CommandEvidence,
+    CommandFault,
+    LoopSaw,
+    SshErrorClass,
+    Timeout,
+    bounded,
+)
 from harness.inventory import Lab
-from harness.model import BootResult, Cell, RebootMode, safe_name
-from harness.outcome import build_result, decide
-from harness.sink import ResultSink
-
-Classifier = Callable[..., Classification]
+from harness.model import BootResult, Cell, Outcome, RebootMode, safe_name
+from harness.outcome import Classifier, judge
+from harness.store.recorder import ARTIFACT_FILES as ARTIFACT_FILES
+from harness.store.recorder import Recorder, ResultSink, artifact_names
+from harness.store.recorder import meta_json as meta_json
 
 
 class BootHook(Protocol):
@@ -101,24 +108,66 @@ class _Stopped(Exception):
 class _GuestFailed(Exception):
     """The guest never became usable (the loop's reason)."""
 
+    def __init__(self, message: str, timeout: Timeout | None = None) -> None:
+        super().__init__(message)
+        self.timeout = timeout
+
 
 @dataclass
 class _Boot:
-    """What one boot attempt saw (mutable while it runs)."""
+    """What one boot attempt saw (mutable while it runs; ``evidence`` freezes it)."""
 
     index: int
     attempt: int
     request: BootRequest | None = None
     timings: dict[str, float] = field(default_factory=dict)
-    collected: dict[str, str] = field(default_factory=dict)
+    commands: list[CommandEvidence] = field(default_factory=list)
     console: str = ""
-    evidence: dict[str, str] = field(default_factory=dict)
+    evidence: dict[str, str] = field(default_factory=dict)  # host evidence, *_error
     hook: dict[str, Any] = field(default_factory=dict)
     infra: str | None = None
+    infra_reason: str | None = None
     infra_retryable: bool = True
     failure: str | None = None
+    timeout: Timeout | None = None
+    ssh_error: str | None = None
+    ssh_error_class: SshErrorClass | None = None
+    ssh_attempts: int = 0
     earlier: list[str] = field(default_factory=list)
     hooks: list[BootHook] = field(default_factory=list)
+
+    def infra_error(self, exc: InfraError) -> None:
+        self.infra = f"{exc.reason}: {exc}"
+        self.infra_reason = exc.reason
+        self.infra_retryable = exc.retryable
+        if exc.reason in ("ssh_auth", "ssh_host_key"):
+            self.ssh_error = str(exc)
+            self.ssh_error_class = SshErrorClass(exc.reason)
+
+    def collected(self, name: str) -> str:
+        for c in self.commands:
+            if c.name == name:
+                return c.stdout if c.succeeded else ""
+        return ""
+
+    def freeze(self, run_id: str, cell: Cell) -> BootEvidence:
+        console, cut = bounded(self.console, CONSOLE_LIMIT)
+        host = tuple((k, v) for k, v in sorted(self.evidence.items())
+                     if not k.endswith("_error"))
+        errors = tuple((k, v) for k, v in sorted(self.evidence.items())
+                       if k.endswith("_error"))
+        return BootEvidence(
+            run_id=run_id, cell=cell, index=self.index, attempt=self.attempt,
+            domain=self.request.domain_name if self.request is not None else "",
+            commands=tuple(self.commands), console=console, console_truncated=cut,
+            host=host, errors=errors,
+            timings=tuple(sorted(self.timings.items(), key=lambda kv: kv[1])),
+            hook=tuple(sorted(self.hook.items())), earlier=tuple(self.earlier),
+            saw=LoopSaw(failure=self.failure, infra=self.infra,
+                        infra_reason=self.infra_reason, retryable=self.infra_retryable,
+                        timeout=self.timeout, ssh_error=self.ssh_error,
+                        ssh_error_class=self.ssh_error_class,
+                        ssh_attempts=self.ssh_attempts))
 
 
 _port_lock = threading.Lock()
@@ -144,7 +193,7 @@ def release_local_port(port: int) -> None:
 
 
 def domain_name(run_id: str, cell: Cell, index: int) -> str:
-    return f"hb-{safe_name(run_id)}-{cell.safe_id}-{index}"
+    return f"hb-{safe_name(run_id)}-{cell.folder}-{index}"
 
 
 class BootLoop:
@@ -172,6 +221,7 @@ class BootLoop:
         self.backend_for = backend_for
         self.connector_for = connector_for
         self.sink = sink
+        self.recorder = Recorder(sink, workdir)
         self.lab = lab
         self.workdir = Path(workdir)
         self.run_id = run_id
@@ -211,13 +261,6 @@ class BootLoop:
         elif self._stop.wait(seconds):
             raise _Stopped
 
-    def classify(self, text: str, expected: int, online: str | None = None) -> Classification:
-        if self._classify is not None:
-            return self._classify(text, expected_cpus=expected, online=online)
-        from harness.classify import classify
-
-        return classify(text, expected_cpus=expected, online=online)
-
     def _default_port(self, host_name: str) -> int | None:
         return free_local_port() if self.lab.host(host_name).network.type == "user" else None
 
@@ -225,7 +268,7 @@ class BootLoop:
                 ssh_port: int | None = None) -> BootRequest:
         """The request for boot ``index``; the domain is named after ``name_index``
         (the chunk's first boot when one domain is reused) and keeps its SSH port."""
-        boot_dir = self.workdir / cell.safe_id / str(index)
+        boot_dir = self.workdir / cell.folder / str(index)
         return BootRequest(
             run_id=self.run_id, cell=cell, host_name=cell.host, host=self.lab.host(cell.host),
             guest_name=cell.guest, guest=self.lab.guest(cell.guest),
@@ -245,8 +288,10 @@ class BootLoop:
         else:
             yield from self._reuse_chunk(cell, indices)
 
-    def _retrying(self, cell: Cell, index: int,
-                  one: Callable[[int], _Boot]) -> _Boot | None:
+    def _retrying(self, cell: Cell, index: int, one: Callable[[int], _Boot]
+                  ) -> tuple[BootEvidence, BootResult] | None:
+        """Attempts of one boot until one is not an infrastructure error (or the attempts,
+        the host or the run run out): its evidence and the result judged from it."""
         earlier: list[str] = []
         attempt = 1
         while True:
@@ -257,14 +302,16 @@ class BootLoop:
             except _Stopped:
                 return None
             boot.earlier = earlier
-            if boot.infra is None:
+            ev = boot.freeze(self.run_id, cell)
+            result = judge(ev, self._classify, artifact_names(ev))
+            if result.outcome is not Outcome.INFRA_ERROR:
                 self.health.ok(cell.host)
-                return boot
-            self.health.infra(cell.host, boot.infra)
-            if (not boot.infra_retryable or attempt >= self.max_attempts
+                return ev, result
+            self.health.infra(cell.host, result.reason)
+            if (not ev.saw.retryable or attempt >= self.max_attempts
                     or self.health.failed(cell.host)):
-                return boot
-            earlier.append(boot.infra)
+                return ev, result
+            earlier = [*earlier, result.reason]
             try:
                 self.sleep(min(self.backoff_max_s, self.backoff_s * 2 ** (attempt - 1)))
             except _Stopped:
@@ -273,10 +320,10 @@ class BootLoop:
 
     def _cold_chunk(self, cell: Cell, indices: Sequence[int]) -> Iterator[BootResult]:
         for index in indices:
-            boot = self._retrying(cell, index, partial(self._cold_boot, cell, index))
-            if boot is None:
+            done = self._retrying(cell, index, partial(self._cold_boot, cell, index))
+            if done is None:
                 return
-            yield self._finish(cell, boot)
+            yield self._finish(*done)
 
     def _cold_boot(self, cell: Cell, index: int, attempt: int) -> _Boot:
         boot = _Boot(index, attempt)
@@ -289,13 +336,13 @@ class BootLoop:
             dom = backend.define(req)
             self._start(dom, req, boot)
             chan = self._wait_ready(dom, cell, boot, console_from=0)
-            self._collect(chan, cell, boot, dom, 0)
+            self._collect(chan, cell, boot)
             chan.close()
         except _GuestFailed as exc:
             boot.failure = str(exc)
+            boot.timeout = exc.timeout
         except InfraError as exc:
-            boot.infra = f"{exc.reason}: {exc}"
-            boot.infra_retryable = exc.retryable
+            boot.infra_error(exc)
         finally:
             if dom is not None:
                 self._gather(dom, boot, 0)
@@ -309,11 +356,11 @@ class BootLoop:
                                  "port": None}
         try:
             for index in indices:
-                boot = self._retrying(cell, index, partial(self._reuse_boot, cell, index,
+                done = self._retrying(cell, index, partial(self._reuse_boot, cell, index,
                                                            state=state))
-                if boot is None:
+                if done is None:
                     return
-                yield self._finish(cell, boot)
+                yield self._finish(*done)
         finally:
             if state["chan"] is not None:
                 state["chan"].close()
@@ -348,17 +395,18 @@ class BootLoop:
             chan = self._wait_ready(dom, cell, boot, console_from=state["offset"],
                                     old_boot_id=state.get("boot_id"))
             state["chan"] = chan
-            self._collect(chan, cell, boot, dom, state["offset"])
-            state["boot_id"] = boot.collected.get("boot_id", "").strip() or None
+            self._collect(chan, cell, boot)
+            state["boot_id"] = boot.collected("boot_id").strip() or None
         except _GuestFailed as exc:
             boot.failure = str(exc)
+            boot.timeout = exc.timeout
         except InfraError as exc:
-            boot.infra = f"{exc.reason}: {exc}"
-            boot.infra_retryable = exc.retryable
+            boot.infra_error(exc)
         finally:
             if dom is not None:
                 self._gather(dom, boot, state["offset"])
-                if boot.failure or boot.infra or self._stop.is_set():
+                if (boot.failure or boot.infra or self._stop.is_set()
+                        or any(c.fault is not None for c in boot.commands)):
                     # a domain in an unknown state is not reused: the next boot starts fresh
                     if state["chan"] is not None:
                         state["chan"].close()
@@ -425,10 +473,13 @@ class BootLoop:
                 raise _GuestFailed("the domain stopped before SSH came up")
             remaining = deadline - self.monotonic()
             if remaining <= 0:
-                raise _GuestFailed(f"no SSH within {cell.timeouts.boot:g}s")
+                raise _GuestFailed(f"no SSH within {cell.timeouts.boot:g}s", Timeout.BOOT)
+            boot.ssh_attempts += 1
             try:
                 chan = connector.connect(dom, min(cell.timeouts.ssh, remaining))
-            except GuestNotReady:
+            except GuestNotReady as exc:
+                boot.ssh_error = str(exc) or type(exc).__name__
+                boot.ssh_error_class = SshErrorClass.NOT_READY
                 remaining = deadline - self.monotonic()
                 if remaining > 0:
                     self.sleep(min(self.poll_s, remaining))
@@ -448,20 +499,32 @@ class BootLoop:
             return True  # the old boot going down under us
         return now == old_boot_id
 
-    def _collect(self, chan: GuestChannel, cell: Cell, boot: _Boot, dom: Domain,
-                 console_from: int) -> None:
+    def _collect(self, chan: GuestChannel, cell: Cell, boot: _Boot) -> None:
+        """Run the fixed commands; each one's answer is kept as it came (exit status,
+        both streams, how long). A command that gives no answer ends the collection: the
+        session is gone or the guest hangs, and the rest would only wait as long again."""
         for name, cmd in commands.GUEST_COLLECT:
             self._check_stop()
+            t0 = self.monotonic()
             try:
                 res = chan.run(cmd, cell.timeouts.command)
             except CommandTimeout as exc:
-                raise _GuestFailed(f"the guest stopped answering: {exc}") from exc
+                boot.commands.append(CommandEvidence(
+                    name, cmd, None, duration_s=self.monotonic() - t0,
+                    fault=CommandFault.TIMEOUT, error=str(exc)))
+                boot.timeout = Timeout.COMMAND
+                break
             except CollectError as exc:
-                if watch(dom.console_text()[console_from:]).failed:
-                    raise _GuestFailed(f"SSH session lost: {exc}") from exc
-                raise InfraError(f"SSH session lost during collection: {exc}",
-                                 reason="ssh_lost") from exc
-            boot.collected[name] = res.stdout
+                boot.commands.append(CommandEvidence(
+                    name, cmd, None, duration_s=self.monotonic() - t0,
+                    fault=CommandFault.SESSION_LOST, error=str(exc)))
+                break
+            boot.commands.append(CommandEvidence(
+                name, cmd, res.exit_status, res.stdout, res.stderr, res.stdout_truncated,
+                res.stderr_truncated, self.monotonic() - t0,
+                CommandFault.NO_STATUS if res.exit_status is None else None,
+                "the channel closed without an exit status" if res.exit_status is None
+                else ""))
         boot.timings["collected"] = self.clock()
 
     def _gather(self, dom: Domain, boot: _Boot, console_from: int) -> None:
@@ -509,63 +572,6 @@ class BootLoop:
 
     # -- result ------------------------------------------------------------------------
 
-    def _finish(self, cell: Cell, boot: _Boot) -> BootResult:
-        artifacts = write_artifacts(self.workdir, cell, boot.index, boot.collected,
-                                    boot.console, boot.evidence)
-        # dmesg when we logged in; else the console (a panic, a stuck bring-up...)
-        text = boot.collected.get("dmesg") or boot.console
-        online = boot.collected.get("online")
-        cls = self.classify(text, cell.vcpus, online) if text else None
-        decision = decide(expected_vcpus=cell.vcpus, infra=boot.infra, failure=boot.failure,
-                          classification=cls, online=boot.collected.get("online"),
-                          present=boot.collected.get("present"))
-        result = build_result(self.run_id, cell, boot.index, boot.attempt, decision, cls,
-                              boot.timings, artifacts, boot.collected, boot.hook,
-                              boot.earlier, boot.request.domain_name if boot.request else "")
-        with open(os.path.join(self.workdir, artifacts["meta"]), "w", encoding="utf-8") as f:
-            f.write(meta_json(result, boot.evidence))
-        self.sink.record(result)
+    def _finish(self, ev: BootEvidence, result: BootResult) -> BootResult:
+        self.recorder.record(ev, result)
         return result
-
-
-_RESULT_FIELDS = tuple(f.name for f in fields(BootResult))
-
-
-def meta_json(result: BootResult, evidence: dict[str, str]) -> str:
-    """``meta.json``: the result's fields (findings and signatures as objects), the names
-    of the evidence kept, and any cleanup errors; one line, keys sorted (``indent`` would
-    take json's pure-Python encoder, a tenth of a simulated boot's cost; read it with
-    ``jq .``)."""
-    d: dict[str, Any] = {k: getattr(result, k) for k in _RESULT_FIELDS}
-    d["findings"] = [vars(f) for f in result.findings]
-    d["signatures"] = [vars(s) for s in result.signatures]
-    d["evidence_names"] = sorted(evidence)
-    d["errors"] = {k: v for k, v in evidence.items() if k.endswith("_error")}
-    return json.dumps(d, default=str, sort_keys=True) + "\n"
-
-
-ARTIFACT_FILES = {"dmesg": "dmesg.txt", "console": "console.log", "qemu_log": "qemu.log",
-                  "host_dmesg": "host-dmesg.txt"}
-
-
-def write_artifacts(workdir: Path, cell: Cell, index: int, collected: dict[str, str],
-                    console: str, evidence: dict[str, str]) -> dict[str, str]:
-    """Write a boot's texts under ``workdir/<cell>/<index>/``; name -> relative path.
-    dmesg.txt and console.log are always written (empty when nothing came); qemu.log and
-    host-dmesg.txt only when there is such evidence (a remote or simulated host has no
-    QEMU log here: every file is an inode to create, the largest cost of a simulated boot)."""
-    rel = f"{cell.safe_id}/{index}"  # plain strings: pathlib cost more than the writes
-    folder = os.path.join(workdir, rel)
-    os.makedirs(folder, exist_ok=True)
-    texts = {"dmesg": collected.get("dmesg", ""), "console": console}
-    for name in ("qemu_log", "host_dmesg"):  # optional evidence: a file only when there is
-        if evidence.get(name):
-            texts[name] = evidence[name]
-    out = {}
-    for name, text in texts.items():
-        fname = ARTIFACT_FILES[name]
-        with open(os.path.join(folder, fname), "w", encoding="utf-8") as f:
-            f.write(text)
-        out[name] = f"{rel}/{fname}"
-    out["meta"] = f"{rel}/meta.json"
-    return out

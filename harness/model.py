@@ -5,6 +5,7 @@ Every stage reads and writes these; none of them does I/O.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -68,8 +69,15 @@ class Cell:
 
     @property
     def safe_id(self) -> str:
-        """The id with only ``[A-Za-z0-9_.-]`` (for domain names and paths)."""
+        """The id with only ``[A-Za-z0-9_.-]`` (readable; two cells may share it)."""
         return safe_name(self.id.replace("/", "."))
+
+    @property
+    def folder(self) -> str:
+        """This cell's own name for folders and domains: the readable ``safe_id`` (cut
+        to 80 characters) plus a short hash of the id, so cells whose ids differ only in
+        characters ``safe_id`` replaces (``a b``, ``a&b``, ``a_b``) never share one."""
+        return cell_folder(self.id)
 
     def as_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -92,6 +100,13 @@ class Cell:
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def cell_folder(cell_id: str) -> str:
+    """``node-1/es11/vcpu16`` -> ``node-1.es11.vcpu16-<8 hex>`` (see ``Cell.folder``)."""
+    digest = hashlib.blake2b(cell_id.encode("utf-8", "surrogatepass"),
+                             digest_size=4).hexdigest()
+    return f"{safe_name(cell_id.replace('/', '.'))[:80]}-{digest}"
 
 
 def safe_name(text: str) -> str:

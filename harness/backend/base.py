@@ -43,9 +43,14 @@ class BootRequest:
 
 @dataclass(frozen=True)
 class CommandResult:
-    exit_status: int
+    """One command's answer. ``exit_status`` is None when the channel closed without one;
+    ``*_truncated``: the stream went past the reader's limit and was cut there."""
+
+    exit_status: int | None
     stdout: str
     stderr: str = ""
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
 
 
 @runtime_checkable

@@ -33,7 +33,7 @@ def parse_cpu_list(text: str) -> tuple[int, ...]:
 
 def _cpu_id(part: str, item: str, body: str) -> int:
     part = part.strip()
-    if not part.isascii() or not part.isdigit():
+    if not part.isascii() or not part.isdigit() or len(part) > 12:
         raise ValueError(
             f"{item!r} in CPU list {body!r} is not a CPU id or range (expected e.g. 0-2,4-7)")
     value = int(part)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from harness.classify import rules
 from harness.classify.prefix import clean
 from harness.classify.result import BootReport, PsciError, SignatureCount
-from harness.model import Finding
+from harness.model import Finding, Outcome
 
 # a fatal marker later than this uptime is a runtime crash, not a failed boot
 # (the harness's own boot timeout defaults to 300 s: a boot is over by then either way)
@@ -222,7 +222,7 @@ def scan(lines: Iterable[str], on_boot: Callable[[BootState, bool], None] | None
     return s.boots(), lineno
 
 
-def boot_report(b: BootState, *, offline: tuple[int, ...], verdict: str,
+def boot_report(b: BootState, *, offline: tuple[int, ...], verdict: Outcome,
                 extra_sigs: tuple[SignatureCount, ...] = ()) -> BootReport:
     """Freeze one boot's state (offline CPUs and verdict decided by ``verdict.py``)."""
     counts = dict(b.sig_counts)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.model import Finding, Signature
+from harness.model import GUEST_OUTCOMES, Finding, Outcome, Signature
 
 # verdicts of a text (a boot's outcome adds infra_error, which text alone never shows)
-VERDICTS = ("ok", "vcpu_offline", "boot_failure")
+VERDICTS = GUEST_OUTCOMES
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class BootReport:
     psci_errors: tuple[PsciError, ...] = ()
     panic: str | None = None
     signatures: tuple[SignatureCount, ...] = ()
-    verdict: str = "ok"
+    verdict: Outcome = Outcome.OK
     # secondary bring-up latency from dmesg timestamps (None when not visible)
     bringup_start_s: float | None = None  # "smp: Bringing up secondary CPUs"
     bringup_end_s: float | None = None  # last "Booted secondary processor"
@@ -56,7 +56,7 @@ class Classification:
     psci_errors: tuple[PsciError, ...] = ()
     panic: str | None = None
     signatures: tuple[SignatureCount, ...] = ()
-    verdict: str = "ok"
+    verdict: Outcome = Outcome.OK
     findings: tuple[Finding, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
     boots_omitted: int = 0  # boots of the text not kept in ``boots`` (the first and last are)

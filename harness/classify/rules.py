@@ -122,9 +122,26 @@ def _literal(regex: str) -> str:
     return max(runs, key=len)
 
 
+# the largest |errno| believed; a bigger number in a message stays in its text but is
+# not used as a number (a guest may print anything; CPU ids: see dmesg.MAX_CPU_ID)
+MAX_ERRNO = 1 << 16
+
+
+def number(text: str | None, limit: int) -> int | None:
+    """``text`` as an int when it is one within ``[-limit, limit]``, else None."""
+    if text is None:
+        return None
+    body = text.strip()
+    digits = body[1:] if body[:1] in "+-" else body
+    if not digits or len(digits) > 12 or not digits.isascii() or not digits.isdigit():
+        return None
+    value = int(body)
+    return value if -limit <= value <= limit else None
+
+
 def _cpu_rule(kind: str, title: str, regex: str, errno_group: int | None = None) -> Rule:
     def make(m: re.Match[str]) -> Event:
-        errno = int(m.group(errno_group)) if errno_group else None
+        errno = number(m.group(errno_group), MAX_ERRNO) if errno_group else None
         return Event(kind, title, cpu=int(m.group(1)), errno=errno)
 
     return Rule(kind, re.compile(regex), make)

@@ -27,9 +27,9 @@ from harness.classify.dmesg import (
     scan,
 )
 from harness.classify.result import BootReport, Classification, PsciError, SignatureCount
-from harness.model import Finding
+from harness.model import Finding, Outcome
 
-VERDICT_RANK = {"ok": 0, "vcpu_offline": 1, "boot_failure": 2}
+VERDICT_RANK = {Outcome.OK: 0, Outcome.VCPU_OFFLINE: 1, Outcome.BOOT_FAILURE: 2}
 MAX_TOTAL_FINDINGS_PER_KIND = 50
 MAX_BOOTS_KEPT = 100  # boots of one text kept whole (the first 99 and the last)
 MISSING_TITLE = "vCPU missing without a kernel message"
@@ -53,12 +53,12 @@ def _offline(b: BootState, expected: int | None, online: tuple[int, ...] | None,
     return tuple(sorted(failed)), unknown
 
 
-def _verdict(b: BootState, offline: tuple[int, ...], unknown_missing: bool) -> str:
+def _verdict(b: BootState, offline: tuple[int, ...], unknown_missing: bool) -> Outcome:
     if b.fatal_in_window:
-        return "boot_failure"
+        return Outcome.BOOT_FAILURE
     if offline or unknown_missing:
-        return "vcpu_offline"
-    return "ok"
+        return Outcome.VCPU_OFFLINE
+    return Outcome.OK
 
 
 def classify_lines(lines: Iterable[str], *, expected_cpus: int | None = None,
@@ -127,7 +127,7 @@ class Merger:
         self.per_kind: dict[str, int] = {}
         self.offline: set[int] = set()
         self.panic: str | None = None
-        self.verdict = "ok"
+        self.verdict = Outcome.OK
         self.brought_up: int | None = None
         self.ignored_cpu_ids = 0
 

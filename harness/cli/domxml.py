@@ -58,7 +58,7 @@ def domxml(matrix: Path, cell_ids: tuple[str, ...], run_id: str, workdir: Path |
         req = BootRequest(
             run_id=run_id, cell=cell, host_name=cell.host, host=host, guest_name=cell.guest,
             guest=guest, domain_name=domain_name(run_id, cell, 0), boot_index=0,
-            workdir=run_dir / cell.safe_id / "0",
+            workdir=run_dir / cell.folder / "0",
             ssh_port=ssh_port if host.network.type == "user" else None)
         xml = domain_xml(req, metadata={"run": run_id, "cell": cell.id, "index": "0"})
         if "\0" in xml or "<!--" in xml:  # cannot happen (inputs are checked): never split

@@ -28,6 +28,7 @@ import paramiko
 from harness.backend.base import CommandResult, Domain, GuestNotReady
 from harness.collect.commands import CommandTimeout
 from harness.errors import CollectError, InfraError
+from harness.evidence import STDERR_LIMIT, STDOUT_LIMIT
 
 __all__ = ["CommandTimeout", "SSHChannel", "SSHConfig", "SSHConnector", "open_session"]
 
@@ -107,18 +108,21 @@ class SSHChannel:
         self.client.close()
 
 
-def _drain(chan: paramiko.Channel, command: str, timeout: float) -> CommandResult:
+def _drain(chan: paramiko.Channel, command: str, timeout: float,
+           out_limit: int = STDOUT_LIMIT, err_limit: int = STDERR_LIMIT) -> CommandResult:
+    """Read both streams until the exit status; each is kept up to its limit while it
+    streams (the rest is read and dropped, and the result says it was cut)."""
     deadline = time.monotonic() + timeout
     chan.exec_command(command)
-    out: list[bytes] = []
-    err: list[bytes] = []
+    out = _Bounded(out_limit)
+    err = _Bounded(err_limit)
     while True:
         busy = False
         if chan.recv_ready():
-            out.append(chan.recv(READ_CHUNK))
+            out.add(chan.recv(READ_CHUNK))
             busy = True
         if chan.recv_stderr_ready():
-            err.append(chan.recv_stderr(READ_CHUNK))
+            err.add(chan.recv_stderr(READ_CHUNK))
             busy = True
         if (not busy and chan.exit_status_ready() and not chan.recv_ready()
                 and not chan.recv_stderr_ready()):
@@ -129,9 +133,32 @@ def _drain(chan: paramiko.Channel, command: str, timeout: float) -> CommandResul
             raise CommandTimeout(command, timeout)
         if not busy:
             chan.status_event.wait(POLL_S)
-    status = chan.recv_exit_status() if chan.exit_status_ready() else -1
-    return CommandResult(status, b"".join(out).decode("utf-8", "replace"),
-                         b"".join(err).decode("utf-8", "replace"))
+    status = chan.recv_exit_status() if chan.exit_status_ready() else None
+    if status == -1:  # paramiko's "the server sent none"
+        status = None
+    return CommandResult(status, out.text(), err.text(), out.cut, err.cut)
+
+
+class _Bounded:
+    """Bytes kept up to a limit; what comes after is counted, not kept."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.cut = False
+
+    def add(self, data: bytes) -> None:
+        room = self.limit - self.size
+        if len(data) > room:
+            self.cut = True
+            data = data[:max(room, 0)]
+        if data:
+            self.parts.append(data)
+            self.size += len(data)
+
+    def text(self) -> str:
+        return b"".join(self.parts).decode("utf-8", "replace")
 
 
 def open_session(host: str, port: int, cfg: SSHConfig, timeout: float) -> SSHChannel:

@@ -235,7 +235,7 @@ def record_sample_run(store: Any, run_id: str, run_dir: Path, *, hosts: int = 3,
         p_off = min(0.95, base * scale * cell.vcpus / 8)
         for i in range(boots):
             u = rng.random()
-            rel = Path(cell.safe_id) / str(i)
+            rel = Path(cell.folder) / str(i)
             folder = run_dir / rel
             if u < 0.005:  # an infrastructure error, retried as the boot loop does
                 results.append(BootResult(run_id, cell.id, i, Outcome.INFRA_ERROR,

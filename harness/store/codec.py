@@ -66,12 +66,23 @@ BOOT_COLUMNS = ("run_id", "cell_id", "idx", "outcome", "reason", "host", "guest"
                 "bringup_latency_s", "slowest_cpu", "timings", "artifacts", "extra")
 
 
+INT64 = (-(1 << 63), (1 << 63) - 1)
+
+
+def int64(value: Any) -> int | None:
+    """An integer column's value: None when it is none or beyond SQLite's 64 bits (a
+    number a guest printed is never trusted to fit; its text stays in the finding)."""
+    if value is None or isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value if INT64[0] <= value <= INT64[1] else None
+
+
 def boot_row(r: BootResult) -> tuple[Any, ...]:
     return (
         r.run_id, r.cell_id, int(r.index), Outcome(r.outcome).value, r.reason, r.host,
         r.guest, int(r.vcpus), int(r.attempt), dumps(list(r.offline_cpus)),
-        None if r.online_cpus is None else dumps(list(r.online_cpus)), r.cpus_brought_up,
-        r.kernel_release, r.bringup_latency_s, r.slowest_cpu,
+        None if r.online_cpus is None else dumps(list(r.online_cpus)),
+        int64(r.cpus_brought_up), r.kernel_release, r.bringup_latency_s, int64(r.slowest_cpu),
         dumps([list(t) for t in r.timings]), dumps([list(a) for a in r.artifacts]),
         dumps([list(e) for e in r.extra]),
     )

@@ -91,9 +91,10 @@ def default_db_path(lab_name: str, results: Path | None = None,
 
 
 def artifact_dir(run_dir: Path, cell: Cell, index: int) -> Path:
-    """Where one boot's raw files go: ``<run_dir>/<cell safe id>/<boot index>/`` (the run
-    dir is ``reports/<run-id>/``); store paths relative to ``run_dir`` in the result."""
-    return run_dir / cell.safe_id / str(index)
+    """Where one boot's raw files go: ``<run_dir>/<cell folder>/<boot index>/`` (the run
+    dir is ``reports/<run-id>/``; ``Cell.folder`` is unique per cell); store paths
+    relative to ``run_dir`` in the result."""
+    return run_dir / cell.folder / str(index)
 
 
 class Store:
@@ -425,8 +426,8 @@ class Store:
                         f"VALUES ({', '.join('?' * len(cols))})", (*codec.boot_row(r), now))
         boot_id = cur.lastrowid
         c.executemany("INSERT INTO findings VALUES (?, ?, ?, ?, ?, ?, ?)",
-                      [(boot_id, i, f.kind, f.line, f.text, f.cpu, f.errno)
-                       for i, f in enumerate(r.findings)])
+                      [(boot_id, i, f.kind, f.line, f.text, codec.int64(f.cpu),
+                        codec.int64(f.errno)) for i, f in enumerate(r.findings)])
         for s in dict.fromkeys(r.signatures):
             c.execute("INSERT OR IGNORE INTO signatures (kind, title) VALUES (?, ?)",
                       (s.kind, s.title))

@@ -222,7 +222,7 @@ def test_boot_loop_lifecycle_on_the_test_driver(lab: Lab, tmp_path: Path,
     else:
         assert results[0].reason.startswith("kernel panic: Attempted to kill init!")
         assert sum(clock.sleeps) == 3 * 2  # 3 polls per boot: the 3rd printed the panic
-        assert "Kernel panic" in (tmp_path / "run" / cell.safe_id / "0" / "console.log"
+        assert "Kernel panic" in (tmp_path / "run" / cell.folder / "0" / "console.log"
                                   ).read_text()
     assert backend.list_domains() == []
     lines = [json.loads(x) for x in sink.path.read_text().splitlines()]
@@ -261,7 +261,9 @@ except KeyboardInterrupt:
 """)
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 130, proc.stderr
-    assert "DEFINED ['hb-r1-ft.tiny.vcpu4-0']" in proc.stdout
+    from harness.model import cell_folder
+
+    assert f"DEFINED ['hb-r1-{cell_folder('ft/tiny/vcpu4')}-0']" in proc.stdout
     assert "LEFT []" in proc.stdout
     assert not (tmp_path / "r.jsonl").exists()
 

@@ -20,7 +20,7 @@ import pytest
 
 from harness.backend.sim import SimLab
 from harness.matrix import load_matrix
-from harness.model import Outcome
+from harness.model import Outcome, cell_folder
 from harness.sim.clock import SimClock
 
 pytestmark = pytest.mark.integration
@@ -102,7 +102,7 @@ def test_run_records_the_ground_truth_and_prints_the_table(tmp_path: Path) -> No
     cells = {c["id"]: c for c in report["cells"]}
     assert cells["n1/es11/vcpu16"]["ok"] == 0 and cells["n1/es10/vcpu16"]["ok"] == 12
     # the boot loop wrote the sim's texts as artifacts (no QEMU, so no qemu.log)
-    dmesg = (tmp_path / "reports" / "r1" / "n1.es11.vcpu16" / "0").glob("*")
+    dmesg = (tmp_path / "reports" / "r1" / cell_folder("n1/es11/vcpu16") / "0").glob("*")
     assert {f.name for f in dmesg} == {"dmesg.txt", "console.log", "meta.json"}
 
 

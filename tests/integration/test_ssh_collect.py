@@ -1,7 +1,8 @@
 """SSH collection against a real OpenSSH server on a loopback port.
 
 The server has its own host key and one authorized key; a ForceCommand script plays the
-guest: it answers the fixed commands from prepared files (dmesg, cpu online/present) and
+guest: it answers the fixed commands from prepared files (dmesg, cpu online/present; an
+``online.sh`` replaces the online answer with a script: fail, print nothing, die, ...) and
 can be told to hang in the middle of a command. Faults: connection refused, a server that
 accepts and never sends a banner, login refused, unknown and changed host keys, a hang.
 """
@@ -9,6 +10,7 @@ accepts and never sends a banner, login refused, unknown and changed host keys, 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -27,6 +29,7 @@ from harness.collect import commands
 from harness.collect.commands import CommandTimeout
 from harness.collect.ssh import SSHConfig, SSHConnector, open_session
 from harness.errors import InfraError
+from harness.model import Cell, Outcome, Timeouts
 
 pytestmark = pytest.mark.integration
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
@@ -46,7 +49,8 @@ if [ -e "$d/hang" ] && [ "$SSH_ORIGINAL_COMMAND" = "$(cat "$d/hang")" ]; then
 fi
 case "$SSH_ORIGINAL_COMMAND" in
   "dmesg") cat "$d/dmesg.txt" ;;
-  "cat /sys/devices/system/cpu/online") cat "$d/online" ;;
+  "cat /sys/devices/system/cpu/online")
+    if [ -e "$d/online.sh" ]; then . "$d/online.sh"; else cat "$d/online"; fi ;;
   "cat /sys/devices/system/cpu/present") cat "$d/present" ;;
   "uname -r") echo 4.18.0-147.5.1.el8_1.5es.11.aarch64 ;;
   "nproc") echo 7 ;;
@@ -308,7 +312,7 @@ def test_boot_loop_collects_over_real_ssh(server: Server, tmp_path: Path) -> Non
     assert any(f.kind == "cpu_failed_online" and f.cpu == 3 for f in r.findings)
     events = dict(r.timings)
     assert events["ssh_up"] - events["start"] >= 0.9  # it waited for the late server
-    assert (tmp_path / "run" / cell.safe_id / "0" / "dmesg.txt").read_text() == (
+    assert (tmp_path / "run" / cell.folder / "0" / "dmesg.txt").read_text() == (
         DATA / "dmesg.txt").read_text()
     assert backend.defined == {}
 
@@ -362,3 +366,102 @@ def test_host_key_alias_checks_the_guest_key_on_any_port(server: Server,
                          server.cfg(known_hosts=by_name, host_key_alias="deb12-arm64",
                                     accept_new_host_keys=accept), 5)
         assert err.value.reason == "ssh_host_key"
+
+
+# what the guest's `cat /sys/devices/system/cpu/online` does -> (outcome, reason)
+ONLINE_ROUTES = {
+    "permission_denied": (
+        'echo "cat: /sys/devices/system/cpu/online: Permission denied" >&2; exit 1',
+        Outcome.BOOT_FAILURE,
+        "collection failed: online: exit 1: cat: /sys/devices/system/cpu/online: "
+        "Permission denied"),
+    "empty_answer": ("exit 0", Outcome.BOOT_FAILURE, "collection failed: online: empty answer"),
+    "closed_channel": (
+        "kill -9 $$", Outcome.BOOT_FAILURE,
+        "collection failed: online: the channel closed without an exit status"),
+    "banner_first": (
+        "printf 'Welcome to es11 (GNU/Linux 4.18.0 aarch64)\\n0-7\\n'", Outcome.BOOT_FAILURE,
+        "collection failed: online: not a CPU list: "
+        "'Welcome to es11 (GNU/Linux 4.18.0 aarch64)\\n0-7'"),
+    "huge_range": ("echo 0-99999", Outcome.BOOT_FAILURE,
+                   "collection failed: online: not a CPU list: '0-99999'"),
+    "huge_number": ("echo 0-3,123456789012345678901234567890", Outcome.BOOT_FAILURE,
+                    "collection failed: online: not a CPU list: "
+                    "'0-3,123456789012345678901234567890'"),
+    "minus_one": ("echo -1", Outcome.BOOT_FAILURE,
+                  "collection failed: online: not a CPU list: '-1'"),
+    "all_online": ("echo 0-7", Outcome.OK, ""),
+}
+
+HUGE_DMESG = """\
+[    0.000000] Booting Linux on physical CPU 0x0000000000 [0x662f6620]
+[    0.000000] Linux version 4.18.0-147.5.1.el8_1.5es.11.aarch64 (mockbuild@kojibuilder) #1 SMP
+[    0.101000] smp: Bringing up secondary CPUs ...
+[    5.124952] CPU99999999999999999999999: failed to come online
+[    5.125000] psci: failed to boot CPU3 (-99999999999999999999999)
+[    5.125100] CPU18446744073709551616: Booted secondary processor 0x0000000001 [0x662f6620]
+[    5.126000] smp: Brought up 1 node, 99999999999999999999999 CPUs
+[    5.127000] Kernel panic - not syncing: CPU99999999999999999999: detected unsupported config
+"""
+
+
+@pytest.mark.parametrize("route", sorted(ONLINE_ROUTES))
+def test_online_list_routes_through_loop_decision_and_store(server: Server, tmp_path: Path,
+                                                            route: str) -> None:
+    """Every way the online read can go wrong on a real SSH channel, through the boot
+    loop, the decision and the SQLite store: never vcpu_offline, one row, no exception.
+    The dmesg carries numbers no integer column can hold."""
+    from harness.bootloop import BootLoop
+    from harness.inventory import load_lab
+    from harness.store import Store
+    from harness.testing.fakes import FakeBackend, Script
+
+    script, outcome, reason = ONLINE_ROUTES[route]
+    guest = server.dir / "guest"
+    (guest / "online.sh").write_text(script + "\n")
+    (guest / "dmesg.txt").write_text(HUGE_DMESG)
+    lab = load_lab(Path(__file__).parent.parent / "data" / "bootloop" / "lab.yaml")
+    backend = FakeBackend([Script(not_ready=0)])
+    cell = Cell(id=f"local/tiny/{route}", matrix="t", host="local", guest="tiny", vcpus=8,
+                boots=1, timeouts=Timeouts(boot=30, ssh=5, command=10))
+    with Store(tmp_path / "r.db") as store:
+        store.create_run("r1", "t", [cell])
+        loop = BootLoop(lambda h: backend, lambda h, g: SSHConnector(server.cfg()), store,
+                        lab, tmp_path / "run", "r1", poll_s=0.2,
+                        ssh_port_for=lambda h: server.port)
+        (r,) = list(loop.run_chunk(cell, [0]))
+        rows = store.boots("r1")
+    assert (r.outcome, r.reason) == (outcome, reason)
+    assert [(b.index, b.outcome, b.reason) for b in rows] == [(0, outcome, reason)]
+    extra = dict(r.extra)
+    if outcome is not Outcome.OK:
+        assert extra["unusable"]["online"] == reason.removeprefix("collection failed: ")
+    assert rows[0].cpus_brought_up == r.cpus_brought_up  # bounded: a column holds it
+    assert any("99999999999999999999999" in f.text for f in rows[0].findings)
+    meta = json.loads((tmp_path / "run" / cell.folder / "0" / "meta.json").read_text())
+    online = next(c for c in meta["commands"] if c["name"] == "online")
+    if route == "permission_denied":
+        assert online["exit_status"] == 1 and "Permission denied" in online["stderr"]
+    if route == "closed_channel":
+        assert online["exit_status"] is None and online["fault"] == "no_status"
+    assert backend.defined == {}
+
+
+def test_output_past_the_limit_is_cut_while_streaming_and_flagged(server: Server) -> None:
+    """A guest that prints without end: kept up to the limit, read to the end, flagged."""
+    from harness.collect.ssh import _drain
+
+    (server.dir / "guest" / "online.sh").write_text(
+        "head -c 3000000 /dev/zero | tr '\\0' 7; head -c 200000 /dev/zero >&2; exit 0\n")
+    chan = open_session("127.0.0.1", server.port, server.cfg(), 5)
+    try:
+        transport = chan.client.get_transport()
+        assert transport is not None
+        session = transport.open_session(timeout=5)
+        res = _drain(session, commands.CPU_ONLINE, 30, out_limit=1 << 20, err_limit=1000)
+        session.close()
+    finally:
+        chan.close()
+    assert res.exit_status == 0
+    assert len(res.stdout) == 1 << 20 and set(res.stdout) == {"7"} and res.stdout_truncated
+    assert len(res.stderr) == 1000 and res.stderr_truncated

@@ -71,7 +71,7 @@ def test_cold_boots_record_artifacts_and_clean_up(lab: Lab, tmp_path: Path) -> N
     assert [r.outcome for r in results] == [Outcome.OK] * 3
     assert [r.index for r in results] == [0, 1, 2]
     names = [domain_name("r1", c, i) for i in range(3)]
-    assert names[0] == "hb-r1-local.tiny.vcpu4-0"
+    assert names[0] == f"hb-r1-{c.folder}-0" and c.folder.startswith("local.tiny.vcpu4-")
     assert rig.calls("define") == names
     assert rig.calls("undefine") == names
     assert rig.backend.defined == {}
@@ -82,14 +82,14 @@ def test_cold_boots_record_artifacts_and_clean_up(lab: Lab, tmp_path: Path) -> N
     events = dict(r.timings)
     assert {"define", "start", "first_console", "ssh_up", "collected", "stopped"} <= set(events)
     assert events["define"] <= events["start"] <= events["ssh_up"] <= events["collected"]
-    folder = rig.workdir / c.safe_id / "1"
+    folder = rig.workdir / c.folder / "1"
     for name in ("dmesg.txt", "console.log", "qemu.log", "meta.json"):
         assert (folder / name).is_file(), name
     assert "Booted secondary processor" in (folder / "dmesg.txt").read_text()
     assert "Booting Linux" in (folder / "console.log").read_text()
     meta = json.loads((folder / "meta.json").read_text())
     assert meta["outcome"] == "ok" and meta["index"] == 1
-    assert dict(r.artifacts)["dmesg"] == f"{c.safe_id}/1/dmesg.txt"
+    assert dict(r.artifacts)["dmesg"] == f"{c.folder}/1/dmesg.txt"
     assert dict(r.extra)["domain"] == names[1]
     # one GuestNotReady per boot before the login: one poll sleep each
     assert rig.clock.sleeps == [1.0, 1.0, 1.0]
@@ -204,7 +204,7 @@ def test_warm_and_reset_reuse_one_domain(lab: Lab, tmp_path: Path, mode: RebootM
     assert rig.calls("reset" if mode is RebootMode.RESET else "reboot") == [name, name]
     # each boot's console.log holds only that boot's console
     for i in (4, 5, 6):
-        text = (rig.workdir / c.safe_id / str(i) / "console.log").read_text()
+        text = (rig.workdir / c.folder / str(i) / "console.log").read_text()
         assert text.count("Booting Linux") == 1
     assert rig.backend.defined == {}
 
@@ -357,8 +357,8 @@ def test_forwarded_ports_are_given_back(lab: Lab, tmp_path: Path, mode: RebootMo
 def test_meta_json_holds_every_field_of_the_result_as_asdict_would() -> None:
     from dataclasses import asdict
 
-    from harness.bootloop import meta_json
     from harness.model import BootResult, Finding, Outcome, Signature
+    from harness.store.recorder import meta_json
 
     r = BootResult("r", "h/g/vcpu4", 3, Outcome.VCPU_OFFLINE, reason="CPU3 offline",
                    offline_cpus=(3,), online_cpus=(0, 1, 2),

@@ -263,8 +263,9 @@ def test_paths_and_ids() -> None:
     assert re.fullmatch(r"nightly-19700101-000000-[0-9a-f]{4}", rid)
     assert default_db_path("lab-a") == Path("reports/lab-a.db")
     assert default_db_path("lab-a", Path("/data/r.db")) == Path("/data/r.db")
-    assert artifact_dir(Path("reports/r1"), cells()[0], 7) == \
-        Path("reports/r1/node-1.es11.vcpu16/7")
+    folder = artifact_dir(Path("reports/r1"), cells()[0], 7)
+    assert folder.parent.parent == Path("reports/r1") and folder.name == "7"
+    assert re.fullmatch(r"node-1\.es11\.vcpu16-[0-9a-f]{8}", folder.parent.name)
 
 
 def test_add_cells_keeps_the_status_and_known_cells(store: Store, run_id: str) -> None:
