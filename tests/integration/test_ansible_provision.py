@@ -413,10 +413,17 @@ def test_nightly_playbook_runs_reports_publishes_and_prunes(ns_host: NsHost) -> 
     assert re.fullmatch(r"nightly-\d{8}-\d{6}", run_id), run_id
     assert "sim-1/es10/vcpu4" in (public / run_id / "report.html").read_text()
     assert (public / run_id / "summary.md").exists()
+    # published as a link to the run folder: the artifacts are stored once
+    assert (public / run_id).is_symlink()
+    assert (public / run_id).resolve() == (srv / "reports" / run_id).resolve()
+    # the night's digest (against its baseline) was written; nothing new: exit 0
+    assert "nothing new" in (srv / "reports" / run_id / "digest.txt").read_text()
     assert list((srv / "reports").glob("*.db")), "the results database must stay"
-    # keep=2 keeps the new run and e; of the rest only d is younger than 5 days
+    # copies left by older versions: keep=2 keeps e and d (the newest two); of the rest
+    # none is younger than 5 days
     left = sorted(p.name for p in public.iterdir() if not p.is_symlink())
-    assert left == sorted(["nightly-d", "nightly-e", run_id]), res.stdout[-3000:]
+    assert left == sorted(["nightly-d", "nightly-e"]), res.stdout[-3000:]
     assert f"published {public / run_id}" in res.stdout
+    assert "freed" in res.stdout  # harness prune ran on the results database
     # and the facts of the KVM host were refreshed on the way
     assert json.loads((h.tmp / "hostfacts" / "node-t.json").read_text())["numa_patch"] is True
