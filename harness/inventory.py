@@ -52,7 +52,7 @@ def name_problem(name: object) -> str | None:
     if not isinstance(name, str):
         return f"a name is text, not {type(name).__name__} {name!r}"
     if len(name) > NAME_MAX:
-        return f"a name has at most {NAME_MAX} characters (this one has {len(name)})"
+        return f"name {name[:20]!r}... is longer than {NAME_MAX} characters ({len(name)})"
     if not _NAME_RE.match(name):
         return (f"name {name!r} may only use letters, digits, '_', '.', '-' (starting with a "
                 "letter or digit, on one line)")

@@ -60,7 +60,7 @@ def _mark(file: Path, node: yaml.Node | yaml.Event) -> Location:
 MAX_FILE_BYTES = 1 << 20  # a lab of thousands of hosts is a few hundred KiB
 MAX_DEPTH = 64  # nesting of mappings and lists
 MAX_ALIASES = 200  # alias uses (``*name``) in one file
-MAX_VALUES = 200_000  # values once aliases are expanded ("billion laughs")
+MAX_VALUES = 50_000  # values once aliases are expanded ("billion laughs")
 TAG = "tag:yaml.org,2002:"
 # plain data only: a tag naming another type (``!!binary``, ``!custom``, ``!!python/...``)
 # is refused; timestamps are kept as the text written (a date is not a type we read)
@@ -142,7 +142,60 @@ class _Loader(yaml.SafeLoader):
             self.depth -= 1
 
 
+_FLOW = re.compile(r"""[\[\]{}'"#\n]""")
+
+
+def _check_flow_depth(text: str, file: Path) -> None:
+    """Refuse deep ``[`` / ``{`` nesting before PyYAML sees it: its scanner keeps every
+    open flow level's possible key and rescans them, quadratic in the depth (5,000 ``[``
+    cost seconds, a megabyte of them hours). Brackets in quotes and comments do not
+    count; one in a block scalar might, which needs more than MAX_DEPTH unclosed ones."""
+    depth = 0
+    quote = ""
+    pos = 0
+    n = len(text)
+    while pos < n:
+        m = _FLOW.search(text, pos)
+        if m is None:
+            return
+        c, pos = m.group(), m.end()
+        if quote:
+            if c == "\n" or c != quote:
+                continue
+            if quote == '"' and _escaped(text, m.start()):
+                continue
+            if quote == "'" and text.startswith("'", pos):  # '' inside single quotes
+                pos += 1
+                continue
+            quote = ""
+        elif c in "'\"":
+            prev = text[m.start() - 1] if m.start() else " "
+            if prev in " \t\n[{,:-?":  # a quote that starts a scalar (not it's, 5")
+                quote = c
+        elif c == "#":
+            if m.start() == 0 or text[m.start() - 1] in " \t\n":
+                end = text.find("\n", pos)
+                pos = n if end < 0 else end
+        elif c in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise ConfigError(f"nested more than {MAX_DEPTH} levels deep",
+                                  _location_of(text, m.start(), file))
+        elif c in "]}":
+            depth = max(0, depth - 1)
+        elif c == "\n" and depth == 0:
+            quote = ""
+
+
+def _escaped(text: str, i: int) -> bool:
+    k = i - 1
+    while k >= 0 and text[k] == "\\":
+        k -= 1
+    return (i - 1 - k) % 2 == 1
+
+
 def _compose(text: str, file: Path) -> yaml.Node | None:
+    _check_flow_depth(text, file)
     loader: _Loader | None = None
     try:
         loader = _Loader(text, file)
@@ -150,7 +203,10 @@ def _compose(text: str, file: Path) -> yaml.Node | None:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = Location(str(file), mark.line + 1, mark.column + 1) if mark else None
-        raise ConfigError(f"YAML syntax error: {exc.problem or exc}", where) from None
+        what = " ".join(str(p).strip() for p in (exc.context, exc.problem) if p) or str(exc)
+        if exc.problem == "second occurrence" and exc.context_mark is not None:
+            what = f"{exc.context} at line {exc.context_mark.line + 1}, second occurrence here"
+        raise ConfigError(f"YAML syntax error: {what}", where) from None
     except yaml.reader.ReaderError as exc:
         what = f"U+{exc.character:04X}" if isinstance(exc.character, int) else "a character"
         raise ConfigError(f"{what} is not allowed in a YAML file (control character)",
@@ -326,6 +382,10 @@ def validate(model: type[BaseModel], doc: YamlDoc, path: PathT = (), data: Any =
                 msg = err["msg"]
                 if msg.startswith("Value error, "):
                     msg = msg[len("Value error, "):]
+                elif (err["type"] == "string_pattern_mismatch"
+                      and (err.get("ctx") or {}).get("pattern") == _NAME_PATTERN):
+                    msg = ("a name may only use letters, digits, '_', '.', '-' (starting with "
+                           f"a letter or digit, on one line), not {repr(err.get('input'))[:60]}")
                 elif err["type"] in _TYPE_ERRORS:
                     got = repr(err.get("input"))
                     msg = f"{_TYPE_ERRORS[err['type']]}, not {got[:60]}"
@@ -341,10 +401,15 @@ _TYPE_ERRORS = {
     "bool_type": "expected true or false",
     "string_type": "expected text",
     "finite_number": "expected a finite number",
+    "path_type": "expected a file path",
+    "dict_type": "expected a mapping (key: value)",
+    "list_type": "expected a list",
 }
+_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"  # harness.inventory.NAME_PATTERN
 
 
 def _is_union_tag(part: Any, loc: tuple[Any, ...]) -> bool:
     # pydantic adds the member type name (e.g. 'str', 'function-after[...]') to locs in unions
-    return isinstance(part, str) and ("[" in part or part in {"str", "int", "float", "bool",
-                                                              "list[str]", "dict[str,any]"})
+    return isinstance(part, str) and ("[" in part or part.startswith("constrained-")
+                                      or part in {"str", "int", "float", "bool", "list[str]",
+                                                  "dict[str,any]"})

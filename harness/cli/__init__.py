@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from harness import __version__
-from harness.errors import ConfigError, HarnessError, environment_fault
+from harness.errors import ConfigError, ConfigErrors, HarnessError, environment_fault
 
 # Exit statuses of every command (README "Exit statuses"; `harness --help`)
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_ENVIRONMENT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> Any:
         exc.show()
         sys.exit(exc.exit_code)
     except ConfigError as exc:
-        click.echo(f"error: {exc}" if exc.where is None else str(exc), err=True)
+        located = exc.where is not None or isinstance(exc, ConfigErrors)
+        click.echo(str(exc) if located else f"error: {exc}", err=True)
         sys.exit(EXIT_INPUT)
     except HarnessError as exc:  # the lab or this machine failed, not the input
         click.echo(f"error: {exc}", err=True)
