@@ -170,14 +170,18 @@ class Store:
         boot's time, measured). Other processes still meet SQLite's lock and its timeout."""
         conn = self._conn()
         with self._write_lock:
-            conn.execute("BEGIN IMMEDIATE")
             try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        with contextlib.suppress(sqlite3.Error):
+                            conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError as e:  # disk full, read-only, locked too long
+                raise StoreError(f"cannot write to {self.path}: {e}") from None
 
     def close(self) -> None:
         with self._lock:
