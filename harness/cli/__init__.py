@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "compare": ("harness.cli.compare", "compare", "Compare two recorded runs."),
     "bisect": ("harness.cli.bisect", "bisect", "Find the build that made a flaky failure appear."),
     "runs": ("harness.cli.runs", "runs", "List recorded runs: complete or not, and why."),
+    "history": ("harness.cli.history", "history", "A matrix over its nights, first bad nights."),
     "baseline": ("harness.cli.baseline", "baseline", "Pin or show the run reports compare with."),
     "digest": ("harness.cli.digest", "digest", "What is new tonight; tell the team."),
     "prune": ("harness.cli.prune", "prune", "Remove old boots' evidence (failing: kept longer)."),

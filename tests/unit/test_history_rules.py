@@ -156,3 +156,19 @@ def test_choose_baseline_without_earlier_runs(store: Store) -> None:
     night(store, "only", 1)
     choice = choose_baseline(load_status(store, "only"), [])
     assert choice.run_id is None and "no earlier complete run" in choice.reason
+
+
+def test_change_point_finds_the_first_bad_night_and_skips_unmeasured_nights() -> None:
+    from harness.stats.changepoint import first_bad
+
+    cp = first_bad([0, 0, 0, 0, 0, 9, 8, 0, 10, 9], [30, 30, 30, 12, 30, 30, 30, 0, 30, 30])
+    assert cp.index == 5 and cp.confidence > 0.99 and cp.p_value < 1e-6
+    assert cp.before == 0.0 and cp.after == pytest.approx(36 / 120)
+    assert cp.posterior[7] == 0.0  # an unmeasured night is never the first bad one
+    # the regression starts on a night nobody measured: the next measured night is named
+    late = first_bad([0, 0, 0, 0, 9, 8], [30, 30, 30, 0, 30, 30])
+    assert late.index == 4
+    # a constant rate: no change; a drop is not a "bad" night
+    assert first_bad([3, 2, 4, 3, 2, 3], [30] * 6).p_value > 0.05
+    assert first_bad([9, 8, 9, 0, 0, 0], [30] * 6).index is None
+    assert first_bad([1], [30]).index is None
