@@ -80,13 +80,17 @@ class HostSSH(Frozen):
     host: Text | None = None  # default: the host part of the libvirt URI
     port: Int = Field(22, ge=1, le=65535)
     key: Path | None = None
+    # guests on a host-only network the controller cannot route to: reach their SSH
+    # through this host (an SSH "direct-tcpip" channel, like ``ssh -J``)
+    jump_to_guests: bool = False
 
     _paths = field_validator("key")(_resolve)
 
 
 class StallFault(Frozen):
-    """Local lab only: hold one secondary vCPU thread frozen past the guest's bring-up
-    timeout with ``probability`` per boot (the FT-2500 symptom, made on purpose)."""
+    """Hold one secondary vCPU thread frozen past the guest's bring-up timeout with
+    ``probability`` per boot (the FT-2500 symptom, made on purpose): on this machine
+    directly, on a remote host (``ssh:`` set) by commands run over SSH on the host."""
 
     probability: Num = Field(ge=0.0, le=1.0)
     cpu: Int | None = Field(None, ge=1)  # None: a random secondary
@@ -112,6 +116,12 @@ class Network(Frozen):
 
     type: Literal["bridge", "user", "network"] = "bridge"
     source: Name = "br0"  # bridge or libvirt network name
+    # where the guest's address is learnt, tried in this order at each poll: libvirt's
+    # DHCP leases (libvirt networks), libvirt's ARP source, the host's neighbour table
+    # read over SSH (``ip neigh``: bridged hosts without libvirt DHCP, or where libvirt's
+    # ARP source fails)
+    address_sources: tuple[Literal["lease", "arp", "host_neigh"], ...] = (
+        "lease", "arp", "host_neigh")
 
 
 class HostSpec(Frozen):

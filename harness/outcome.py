@@ -24,6 +24,8 @@ number is bounded by the parsers (``classify/cpulist.py``, ``classify/rules.py``
 
 from __future__ import annotations
 
+import json
+
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -210,6 +212,9 @@ def build_result(ev: BootEvidence, decision: Decision, cls: Classification | Non
     extra.update(_flags(ev))
     release = first_line(ev.stdout("uname_r"), SHOWN) or (
         last.kernel_release if last is not None else None)
+    versions = boot_versions(ev, release)
+    if versions:
+        extra["versions"] = versions
     return BootResult(
         run_id=ev.run_id, cell_id=cell.id, index=ev.index, outcome=decision.outcome,
         reason=decision.reason, host=cell.host, guest=cell.guest, vcpus=cell.vcpus,
@@ -225,6 +230,24 @@ def build_result(ev: BootEvidence, decision: Decision, cls: Classification | Non
         artifacts=tuple(sorted(artifacts.items())),
         extra=tuple(sorted(extra.items())),
     )
+
+
+def boot_versions(ev: BootEvidence, guest_kernel: str | None) -> dict[str, str]:
+    """What explains the boot, when the host said (``Domain.evidence()["versions"]``, a
+    JSON object: QEMU, libvirt, host kernel, firmware...), plus the guest kernel it ran;
+    empty for backends that say nothing (pure; never raises on what a host sent)."""
+    raw_text = dict(ev.host).get("versions")
+    if not raw_text:
+        return {}
+    try:
+        raw = json.loads(raw_text)
+    except ValueError:
+        raw = {}
+    out = {str(k)[:SHOWN]: str(v)[:SHOWN] for k, v in raw.items()} if isinstance(
+        raw, dict) else {}
+    if guest_kernel:
+        out["guest_kernel"] = guest_kernel
+    return dict(sorted(out.items()))
 
 
 # duration name -> (from event, to event)

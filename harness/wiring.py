@@ -58,7 +58,9 @@ def lab_parts(lab: Lab, hosts: Iterable[str], time_scale: float = 0.0, *,
             if uri not in real:
                 from harness.backend.libvirt import LibvirtBackend
 
-                real[uri] = LibvirtBackend(uri)
+                # host evidence (host dmesg, QEMU log, versions) over SSH when the lab
+                # file gives the host an ``ssh:`` section
+                real[uri] = LibvirtBackend.for_host(lab, host)
             return real[uri]
 
     def lab_connector(host: str, guest: str) -> Connector:

@@ -148,7 +148,11 @@ class LibvirtBackend:
         address = host.ssh.host or parsed.hostname
 
         def host_command(command: str) -> str:
-            return run_on_host(address, cfg, command, command_timeout).stdout
+            try:
+                return run_on_host(address, cfg, command, command_timeout).stdout
+            except GuestNotReady as exc:  # the host, not a guest, does not answer
+                raise BackendError(f"host {host_name} ({address}) does not answer SSH: "
+                                   f"{exc}", reason="host_unreachable") from exc
 
         return cls(host.uri, host_command=host_command)
 
@@ -334,6 +338,7 @@ class LibvirtDomain:
         self.name: str = dom.name()
         self.spec = spec
         self.request = request
+        self.address_source: str | None = None  # where ssh_endpoint found the address
 
     def _call(self, what: str, fn: Callable[[], T], reason: str = "libvirt") -> T:
         return self.backend._call(f"{what} {self.name}", fn, reason)
@@ -427,6 +432,10 @@ class LibvirtDomain:
                     out[key] = self.backend.host_command(cmd)
                 except Exception as exc:  # evidence is best effort; the boot is kept anyway
                     out[f"{key}_error"] = str(exc)
+        versions = self.versions()
+        if self.address_source is not None:
+            versions["address_source"] = self.address_source
+        out["versions"] = json.dumps(versions, sort_keys=True)
         return out
 
     def ssh_endpoint(self) -> tuple[str, int]:
@@ -434,17 +443,76 @@ class LibvirtDomain:
         if spec is not None and isinstance(spec.network, dx.UserNet):
             return spec.network.host, spec.network.port
         port = self.request.guest.ssh.port if self.request is not None else 22
-        for source in (libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE,
-                       libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_ARP):
+        sources = (self.request.host.network.address_sources if self.request is not None
+                   else ("lease", "arp"))
+        for name in sources:
+            addr = self._address(name)
+            if addr is not None:
+                self.address_source = name
+                return addr, port
+        raise GuestNotReady(f"{self.name}: no IPv4 address known yet "
+                            f"(tried {', '.join(sources)})")
+
+    def _address(self, source: str) -> str | None:
+        if source == "host_neigh":
+            if self.backend.host_command is None:
+                return None
+            from harness.backend.hostinfo import interface_macs, neigh_address
+            from harness.collect.commands import HOST_NEIGH
+
             try:
-                ifaces = self.dom.interfaceAddresses(source, 0)
+                macs = interface_macs(self.dom.XMLDesc(0))
+                return neigh_address(self.backend.host_command(HOST_NEIGH), macs) if macs \
+                    else None
             except libvirt.libvirtError:
-                continue
-            for iface in (ifaces or {}).values():
-                for addr in iface.get("addrs") or []:
-                    if addr.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV4:
-                        return str(addr["addr"]), port
-        raise GuestNotReady(f"{self.name}: no IPv4 address known yet")
+                return None
+        flag = (libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE if source == "lease"
+                else libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_ARP)
+        try:
+            ifaces = self.dom.interfaceAddresses(flag, 0)
+        except libvirt.libvirtError:
+            return None  # libvirt 9.0's ARP source fails on some kernels: next source
+        for iface in (ifaces or {}).values():
+            for addr in iface.get("addrs") or []:
+                if addr.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV4:
+                    return str(addr["addr"])
+        return None
+
+    def versions(self) -> dict[str, str]:
+        """What explains a result on this host: libvirt (the daemon's), and over SSH the
+        host kernel, QEMU and the firmware file's digest. Best effort."""
+        out: dict[str, str] = {}
+        with contextlib.suppress(libvirt.libvirtError):
+            from harness.backend.hostinfo import lib_version
+
+            out["libvirt"] = lib_version(self.backend.conn.getLibVersion())
+        spec = self.spec
+        if spec is not None and isinstance(spec.boot, dx.UefiBoot):
+            out["firmware"] = spec.boot.loader
+        if self.backend.host_command is not None:
+            import shlex
+
+            from harness.backend.hostinfo import parse_versions
+            from harness.collect.commands import HOST_FILE_DIGEST, HOST_VERSIONS
+
+            try:
+                out.update(parse_versions(self.backend.host_command(HOST_VERSIONS)))
+                if "firmware" in out:
+                    digest = self.backend.host_command(
+                        HOST_FILE_DIGEST.format(path=shlex.quote(out["firmware"])))
+                    if digest.split():
+                        out["firmware_sha256"] = digest.split()[0][:16]
+            except Exception as exc:  # best effort, like the other host evidence
+                out["versions_error"] = str(exc)[:200]
+        elif not self.backend.remote and not self.backend.is_test:
+            import platform
+
+            out["host_kernel"] = platform.release()
+            with contextlib.suppress(libvirt.libvirtError):
+                from harness.backend.hostinfo import lib_version
+
+                out["qemu"] = lib_version(self.backend.conn.getVersion())
+        return out
 
     def vcpu_threads(self) -> dict[int, int]:
         """vCPU index -> host thread id (QMP ``query-cpus-fast``), e.g. to freeze one."""

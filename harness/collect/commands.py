@@ -19,6 +19,13 @@ HOST_DMESG: Final = "dmesg"
 # checked against SAFE_NAME before use
 HOST_QEMU_LOG: Final = "cat /var/log/libvirt/qemu/{name}.log"
 SAFE_NAME: Final = r"[A-Za-z0-9_.-]+"
+# the host's neighbour table (guest addresses on a bridge without libvirt DHCP)
+HOST_NEIGH: Final = "ip -4 neigh show"
+# what explains a result, read once per boot: host kernel, QEMU, libvirt daemon; the
+# firmware file's digest is added with its (lab-file) path quoted by shlex
+HOST_VERSIONS: Final = ("uname -r; qemu-system-aarch64 --version | head -n1; "
+                        "libvirtd --version")
+HOST_FILE_DIGEST: Final = "sha256sum -- {path}"
 
 # what is collected after every successful login, name -> command (in this order)
 GUEST_COLLECT: Final[tuple[tuple[str, str], ...]] = (

@@ -30,7 +30,8 @@ from harness.collect.commands import CommandTimeout
 from harness.errors import CollectError, InfraError
 from harness.evidence import STDERR_LIMIT, STDOUT_LIMIT
 
-__all__ = ["CommandTimeout", "SSHChannel", "SSHConfig", "SSHConnector", "open_session"]
+__all__ = ["CommandTimeout", "JumpHost", "SSHChannel", "SSHConfig", "SSHConnector",
+           "open_session"]
 
 # paramiko logs every failed banner read with a traceback at ERROR level; while a guest
 # boots that is expected, and the error is mapped and raised here instead
@@ -161,8 +162,11 @@ class _Bounded:
         return b"".join(self.parts).decode("utf-8", "replace")
 
 
-def open_session(host: str, port: int, cfg: SSHConfig, timeout: float) -> SSHChannel:
-    """One login attempt (see the module doc for the error mapping)."""
+def open_session(host: str, port: int, cfg: SSHConfig, timeout: float,
+                 jump: JumpHost | None = None) -> SSHChannel:
+    """One login attempt (see the module doc for the error mapping); through ``jump``
+    (an SSH jump host) when given."""
+    sock = jump.channel_to(host, port, timeout) if jump is not None else None
     client = paramiko.SSHClient()
     if cfg.known_hosts is not None and cfg.known_hosts.exists():
         try:
@@ -178,7 +182,7 @@ def open_session(host: str, port: int, cfg: SSHConfig, timeout: float) -> SSHCha
             host, port=port, username=cfg.user,
             key_filename=str(cfg.key) if cfg.key else None,
             look_for_keys=cfg.key is None, allow_agent=False,
-            timeout=timeout, banner_timeout=timeout, auth_timeout=timeout,
+            timeout=timeout, banner_timeout=timeout, auth_timeout=timeout, sock=sock,
         )
     except paramiko.AuthenticationException as exc:
         client.close()
@@ -199,15 +203,65 @@ def open_session(host: str, port: int, cfg: SSHConfig, timeout: float) -> SSHCha
     return SSHChannel(client, policy.accepted)
 
 
-class SSHConnector:
-    """The ``Connector`` for real guests: logs in to ``domain.ssh_endpoint()``."""
+class JumpHost:
+    """An SSH jump host (``ssh -J``): guests on a host-only network are reached through
+    their libvirt host. One logged-in transport, shared and reopened when it died.
 
-    def __init__(self, cfg: SSHConfig) -> None:
+    The host not answering is an ``InfraError`` (``host_unreachable``): the lab is at
+    fault, not the guest; the guest's port refusing the forward is ``GuestNotReady``."""
+
+    def __init__(self, host: str, cfg: SSHConfig) -> None:
+        self.host = host
         self.cfg = cfg
+        self._lock = threading.Lock()
+        self._chan: SSHChannel | None = None
+
+    def _transport(self, timeout: float) -> paramiko.Transport:
+        with self._lock:
+            t = self._chan.client.get_transport() if self._chan is not None else None
+            if t is None or not t.is_active():
+                if self._chan is not None:
+                    self._chan.close()
+                    self._chan = None
+                try:
+                    self._chan = open_session(self.host, self.cfg.port or 22, self.cfg,
+                                              timeout)
+                except GuestNotReady as exc:
+                    raise InfraError(f"jump host {self.host} does not answer SSH: {exc}",
+                                     reason="host_unreachable") from exc
+                t = self._chan.client.get_transport()
+                assert t is not None
+            return t
+
+    def channel_to(self, host: str, port: int, timeout: float) -> paramiko.Channel:
+        t = self._transport(timeout)
+        try:
+            return t.open_channel("direct-tcpip", (host, port), ("127.0.0.1", 0),
+                                  timeout=timeout)
+        except paramiko.ChannelException as exc:  # refused or unreachable from the host
+            raise GuestNotReady(f"{host}:{port} via {self.host}: {exc}") from exc
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise GuestNotReady(f"{host}:{port} via {self.host}: "
+                                f"{exc or type(exc).__name__}") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            if self._chan is not None:
+                self._chan.close()
+                self._chan = None
+
+
+class SSHConnector:
+    """The ``Connector`` for real guests: logs in to ``domain.ssh_endpoint()``, directly
+    or through the host as a jump host."""
+
+    def __init__(self, cfg: SSHConfig, jump: JumpHost | None = None) -> None:
+        self.cfg = cfg
+        self.jump = jump
 
     def connect(self, domain: Domain, timeout: float) -> SSHChannel:
         host, port = domain.ssh_endpoint()
-        return open_session(host, self.cfg.port or port, self.cfg, timeout)
+        return open_session(host, self.cfg.port or port, self.cfg, timeout, self.jump)
 
 
 def run_on_host(host: str, cfg: SSHConfig, command: str, timeout: float) -> CommandResult:
@@ -224,6 +278,22 @@ def lab_connector_factory(lab: object) -> Callable[[str, str], SSHConnector]:
     from harness.inventory import Lab
 
     assert isinstance(lab, Lab)
+    jumps: dict[str, JumpHost] = {}
+    lock = threading.Lock()
+
+    def jump_for(host_name: str) -> JumpHost | None:
+        from urllib.parse import urlparse
+
+        host = lab.host(host_name)
+        if host.ssh is None or not host.ssh.jump_to_guests:
+            return None
+        address = host.ssh.host or urlparse(host.uri).hostname or ""
+        with lock:  # one transport per host address, shared by its slots
+            if address not in jumps:
+                jumps[address] = JumpHost(address, SSHConfig(
+                    user=host.ssh.user, key=host.ssh.key, known_hosts=lab.known_hosts,
+                    port=host.ssh.port))
+            return jumps[address]
 
     def connector_for(host_name: str, guest_name: str) -> SSHConnector:
         guest = lab.guest(guest_name)
@@ -231,6 +301,6 @@ def lab_connector_factory(lab: object) -> Callable[[str, str], SSHConnector]:
             user=guest.ssh.user, key=guest.ssh.key, known_hosts=lab.known_hosts,
             accept_new_host_keys=lab.spec.ssh.accept_new_host_keys,
             host_key_alias=guest_name,
-        ))
+        ), jump_for(host_name))
 
     return connector_for

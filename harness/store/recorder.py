@@ -3,8 +3,8 @@
 The boot loop hands over the frozen evidence and the result judged from it; this is the
 only place that turns them into files. Layout: ``<run dir>/<cell folder>/<boot index>/``
 (``Cell.folder``: readable and unique per cell) with ``dmesg.txt``, ``console.log``,
-``qemu.log`` and ``host-dmesg.txt`` when there is such evidence, and ``meta.json`` (the
-result, what each guest command did, cleanup errors).
+``qemu.log``, ``host-dmesg.txt`` and ``versions.json`` when there is such evidence, and
+``meta.json`` (the result, what each guest command did, cleanup errors).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from harness.evidence import BootEvidence
 from harness.model import BootResult, Cell
 
 ARTIFACT_FILES = {"dmesg": "dmesg.txt", "console": "console.log", "qemu_log": "qemu.log",
-                  "host_dmesg": "host-dmesg.txt"}
+                  "host_dmesg": "host-dmesg.txt", "versions": "versions.json"}
 
 
 class ResultSink(Protocol):
@@ -41,7 +41,7 @@ def artifact_names(ev: BootEvidence) -> dict[str, str]:
     rel = boot_folder(ev.cell, ev.index)
     host = dict(ev.host)
     out = {name: f"{rel}/{ARTIFACT_FILES[name]}" for name in ("dmesg", "console")}
-    for name in ("qemu_log", "host_dmesg"):
+    for name in ("qemu_log", "host_dmesg", "versions"):
         if host.get(name):
             out[name] = f"{rel}/{ARTIFACT_FILES[name]}"
     out["meta"] = f"{rel}/meta.json"
@@ -88,7 +88,9 @@ class Recorder:
         os.makedirs(folder, exist_ok=True)
         host = dict(ev.host)
         texts = {"dmesg": _stdout(ev, "dmesg"), "console": ev.console,
-                 "qemu_log": host.get("qemu_log", ""), "host_dmesg": host.get("host_dmesg", "")}
+                 "qemu_log": host.get("qemu_log", ""), "host_dmesg": host.get("host_dmesg", ""),
+                 "versions": json.dumps(dict(result.extra).get("versions", {}), indent=1,
+                                        sort_keys=True) + "\n"}
         for name, rel in files.items():
             if name == "meta":
                 continue
