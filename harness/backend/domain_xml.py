@@ -284,6 +284,10 @@ def to_element(spec: DomainSpec) -> ET.Element:
         iface = _sub(devs, "interface", type=spec.network.kind)
         _sub(iface, "source", **{spec.network.kind: spec.network.source})
         _sub(iface, "model", type=spec.network.model)
+        # no option ROM: UEFI does not need iPXE to boot from disk, and without the
+        # ipxe-qemu package (lab hosts may lack it) QEMU fails to start the domain:
+        # 'failed to find romfile "efi-virtio.rom"'
+        _sub(iface, "rom", enabled="no")
     serial = _sub(devs, "serial", type="pty" if spec.console_pty else "null")
     _sub(serial, "log", file=spec.console_log, append="off")
     _sub(serial, "target", type="system-serial", port="0")

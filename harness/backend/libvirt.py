@@ -48,7 +48,7 @@ import libvirt  # noqa: E402
 
 from harness.backend import domain_xml as dx  # noqa: E402
 from harness.backend.base import BootRequest, GuestNotReady  # noqa: E402
-from harness.errors import BackendError  # noqa: E402
+from harness.errors import BackendError, CollectError  # noqa: E402
 from harness.runinfo import controller_identity  # noqa: E402
 
 if TYPE_CHECKING:
@@ -141,18 +141,22 @@ class LibvirtBackend:
         parsed = urlparse(host.uri)
         if host.ssh is None or not parsed.hostname:
             return cls(host.uri)
-        from harness.collect.ssh import SSHConfig, run_on_host
+        from harness.collect.ssh import HostSession, SSHConfig
 
         cfg = SSHConfig(user=host.ssh.user, key=host.ssh.key, known_hosts=lab.known_hosts,
                         port=host.ssh.port)
         address = host.ssh.host or parsed.hostname
+        session = HostSession(address, cfg)  # one login, reused by every command
 
         def host_command(command: str) -> str:
             try:
-                return run_on_host(address, cfg, command, command_timeout).stdout
+                return session.run(command, command_timeout).stdout
             except GuestNotReady as exc:  # the host, not a guest, does not answer
                 raise BackendError(f"host {host_name} ({address}) does not answer SSH: "
                                    f"{exc}", reason="host_unreachable") from exc
+            except CollectError as exc:
+                raise BackendError(f"host {host_name} ({address}): {exc}",
+                                   reason="host_unreachable") from exc
 
         return cls(host.uri, host_command=host_command)
 

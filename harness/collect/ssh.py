@@ -30,7 +30,7 @@ from harness.collect.commands import CommandTimeout
 from harness.errors import CollectError, InfraError
 from harness.evidence import STDERR_LIMIT, STDOUT_LIMIT
 
-__all__ = ["CommandTimeout", "JumpHost", "SSHChannel", "SSHConfig", "SSHConnector",
+__all__ = ["CommandTimeout", "HostSession", "JumpHost", "SSHChannel", "SSHConfig", "SSHConnector",
            "open_session"]
 
 # paramiko logs every failed banner read with a traceback at ERROR level; while a guest
@@ -271,6 +271,40 @@ def run_on_host(host: str, cfg: SSHConfig, command: str, timeout: float) -> Comm
         return chan.run(command, timeout)
     finally:
         chan.close()
+
+
+class HostSession:
+    """One logged-in session to a lab host, reused for every host command (host dmesg,
+    QEMU log, versions, the stall injector) and opened again when it died."""
+
+    def __init__(self, host: str, cfg: SSHConfig) -> None:
+        self.host = host
+        self.cfg = cfg
+        self._lock = threading.Lock()
+        self._chan: SSHChannel | None = None
+
+    def run(self, command: str, timeout: float) -> CommandResult:
+        with self._lock:
+            for attempt in (1, 2):
+                if self._chan is None:
+                    self._chan = open_session(self.host, self.cfg.port or 22, self.cfg,
+                                              timeout)
+                try:
+                    return self._chan.run(command, timeout)
+                except CommandTimeout:
+                    raise
+                except CollectError:
+                    self._chan.close()
+                    self._chan = None
+                    if attempt == 2:
+                        raise
+            raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._chan is not None:
+                self._chan.close()
+                self._chan = None
 
 
 def lab_connector_factory(lab: object) -> Callable[[str, str], SSHConnector]:

@@ -84,11 +84,11 @@ Say = Callable[[str], None]
 INITRAMFS_HOOK = """#!/bin/sh
 # written by vm-boot-harness: the few modules a virtio guest needs to mount its root
 PREREQ=""
-prereqs() { echo "$PREREQ"; }
+prereqs() {{ echo "$PREREQ"; }}
 case "$1" in prereqs) prereqs; exit 0;; esac
 . /usr/share/initramfs-tools/hook-functions
-for m in %s; do force_load "$m"; done
-""" % " ".join(INITRAMFS_MODULES)
+for m in {}; do force_load "$m"; done
+""".format(" ".join(INITRAMFS_MODULES))
 
 NETWORK_UNIT = """# written by vm-boot-harness: DHCP on the first wired NIC, whatever its name
 # (enp0s2 under plain QEMU, enp1s0 under libvirt); identified by MAC since clones of one
@@ -410,8 +410,8 @@ def build(lay: Layout, *, install: bool = True, force: bool = False,
     esp_sectors = ESP_MB * 2048
     root_sectors = root_mb * 2048
     disk = dl.work / "disk.raw"
-    with disk.open("wb") as f:
-        f.truncate((2048 + esp_sectors + root_sectors + 2048) * 512)
+    with disk.open("wb") as raw:
+        raw.truncate((2048 + esp_sectors + root_sectors + 2048) * 512)
     table = dl.work / "gpt.sfdisk"
     table.write_text(gpt_script(esp_sectors, root_sectors), encoding="utf-8")
     with table.open("rb") as stdin, log.open("a", encoding="utf-8") as f:

@@ -38,14 +38,10 @@ from harness.errors import HarnessError
 from harness.lab import keys
 from harness.lab.paths import Layout
 
-NETNS = "vmbh-rh"
-VETH_OUTER = "vmbh-rh0"
-LINK_NET = ipaddress.ip_network("198.18.20.0/30")  # controller .1, host .2
-GUEST_NET = ipaddress.ip_network("198.18.21.0/24")  # on the host's libvirt network
 SUPERNET = ipaddress.ip_network("198.18.0.0/15")  # RFC 2544 benchmarking space only
-assert LINK_NET.subnet_of(SUPERNET) and GUEST_NET.subnet_of(SUPERNET)
 NETWORK_NAME = "vmbh-guests"
-BRIDGE = "vmbhbr0"
+BRIDGE = "vmbhbr0"  # inside the host's namespace
+MAX_INSTANCE = 50
 STORAGE_DIR = "/var/lib/libvirt/images/harness"
 PRIVATE_DIRS = ("etc/libvirt", "run/libvirt", "var/lib/libvirt", "var/log/libvirt",
                 "var/cache/libvirt")
@@ -59,21 +55,39 @@ class RehearsalError(HarnessError):
     """The rehearsal host could not be started or stopped; the message says why."""
 
 
-def controller_addr() -> str:
-    return str(LINK_NET.network_address + 1)
-
-
-def host_addr() -> str:
-    return str(LINK_NET.network_address + 2)
-
-
-def gateway_addr() -> str:
-    return str(GUEST_NET.network_address + 1)
-
-
 @dataclass(frozen=True)
 class HostLayout:
-    root: Path  # <cache>/rehearsal
+    """One rehearsal host. Instance 0 is ``matrices/labs/rehearsal-lab.yaml``'s
+    (198.18.20.2); the integration tests use their own instance, so a test run and a
+    rehearsal run on the same machine never share a namespace or a subnet."""
+
+    root: Path  # <cache>/rehearsal or <cache>/rehearsal-<n>
+    instance: int = 0
+
+    @property
+    def netns(self) -> str:
+        return "vmbh-rh" if self.instance == 0 else f"vmbh-rh{self.instance}"
+
+    @property
+    def veth(self) -> str:
+        return f"vmbh-rh{self.instance}o"
+
+    @property
+    def link_net(self) -> ipaddress.IPv4Network:  # controller .1, host .2
+        return ipaddress.IPv4Network(f"198.18.{20 + 2 * self.instance}.0/30")
+
+    @property
+    def guest_net(self) -> ipaddress.IPv4Network:  # the host's libvirt network (DHCP)
+        return ipaddress.IPv4Network(f"198.18.{21 + 2 * self.instance}.0/24")
+
+    def controller_addr(self) -> str:
+        return str(self.link_net.network_address + 1)
+
+    def host_addr(self) -> str:
+        return str(self.link_net.network_address + 2)
+
+    def gateway_addr(self) -> str:
+        return str(self.guest_net.network_address + 1)
 
     @property
     def private(self) -> Path:
@@ -100,29 +114,34 @@ class HostLayout:
         return self.root / "state.json"
 
 
-def host_layout(lay: Layout) -> HostLayout:
-    return HostLayout(lay.root / "rehearsal")
+def host_layout(lay: Layout, instance: int = 0) -> HostLayout:
+    if not 0 <= instance <= MAX_INSTANCE:
+        raise RehearsalError(f"rehearsal host instance {instance} is not in 0..{MAX_INSTANCE}")
+    hl = HostLayout(lay.root / ("rehearsal" if instance == 0 else f"rehearsal-{instance}"),
+                    instance)
+    assert all(n.subnet_of(SUPERNET) for n in (hl.link_net, hl.guest_net))  # type: ignore[arg-type]
+    return hl
 
 
-def uri(lay: Layout) -> str:
-    hl = host_layout(lay)
-    return (f"qemu+ssh://root@{host_addr()}/system?keyfile={lay.keys / 'id_ed25519'}"
+def uri(lay: Layout, instance: int = 0) -> str:
+    hl = host_layout(lay, instance)
+    return (f"qemu+ssh://root@{hl.host_addr()}/system?keyfile={lay.keys / 'id_ed25519'}"
             f"&command={hl.ssh_wrapper}&no_verify=1")
 
 
-def network_xml() -> str:
-    gw = gateway_addr()
-    first = str(GUEST_NET.network_address + 10)
-    last = str(GUEST_NET.network_address + 200)
+def network_xml(hl: HostLayout) -> str:
+    net = hl.guest_net
+    first = str(net.network_address + 10)
+    last = str(net.network_address + 200)
     return (f"<network><name>{NETWORK_NAME}</name><bridge name='{BRIDGE}' stp='off'/>"
-            f"<ip address='{gw}' netmask='{GUEST_NET.netmask}'><dhcp>"
+            f"<ip address='{hl.gateway_addr()}' netmask='{net.netmask}'><dhcp>"
             f"<range start='{first}' end='{last}'/></dhcp></ip></network>")
 
 
 def sshd_config(hl: HostLayout, authorized: Path) -> str:
     return "\n".join([
         "# rehearsal host's sshd (written by `harness lab up`)",
-        f"ListenAddress {host_addr()}",
+        f"ListenAddress {hl.host_addr()}",
         "Port 22",
         f"HostKey {hl.host_key}",
         f"PidFile {hl.root / 'sshd.pid'}",
@@ -174,21 +193,22 @@ def _run(cmd: list[str], *, check: bool = True, input: str | None = None
     return proc
 
 
-def netns_exists() -> bool:
+def netns_exists(hl: HostLayout) -> bool:
     out = _run(["ip", "netns", "list"], check=False).stdout
-    return any(line.split()[0] == NETNS for line in out.splitlines() if line.strip())
+    return any(line.split()[0] == hl.netns for line in out.splitlines() if line.strip())
 
 
-def subnet_conflicts(route_text: str, addr_text: str) -> list[str]:
+def subnet_conflicts(hl: HostLayout, route_text: str, addr_text: str) -> list[str]:
     """Routes or addresses on this machine that overlap the rehearsal subnets (pure):
     ``ip -o route`` and ``ip -o addr`` output (root namespace)."""
     out = []
-    ours = (LINK_NET, GUEST_NET)
+    ours = (hl.link_net, hl.guest_net)
+    veth = hl.veth
     for line in route_text.splitlines():
         dest = line.split()[0] if line.split() else ""
         if dest == "default" or not dest:
             continue
-        if VETH_OUTER in line.split():
+        if veth in line.split():
             continue  # our own link
         with contextlib.suppress(ValueError):
             net = ipaddress.ip_network(dest, strict=False)
@@ -196,7 +216,7 @@ def subnet_conflicts(route_text: str, addr_text: str) -> list[str]:
                 out.append(f"route {line.strip()}")
     for line in addr_text.splitlines():
         parts = line.split()
-        if len(parts) < 4 or parts[1] == VETH_OUTER:
+        if len(parts) < 4 or parts[1] == veth:
             continue
         with contextlib.suppress(ValueError):
             net = ipaddress.ip_interface(parts[3]).network
@@ -234,7 +254,7 @@ def _prepare(lay: Layout, hl: HostLayout) -> None:
         _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "vmbh-rehearsal-host",
               "-f", str(hl.host_key)])
     pub = hl.host_key.with_name(hl.host_key.name + ".pub").read_text().split()
-    _write(hl.known_hosts, f"{host_addr()} {pub[0]} {pub[1]}\n")
+    _write(hl.known_hosts, f"{hl.host_addr()} {pub[0]} {pub[1]}\n")
     authorized = hl.root / "authorized_keys"
     _write(authorized, lab_keys.client_pub + "\n", 0o600)
     _write(hl.sshd_config, sshd_config(hl, authorized))
@@ -262,23 +282,23 @@ def _wait(what: str, ok: Callable[[], bool], seconds: float) -> None:
         time.sleep(0.2)
 
 
-def up(lay: Layout, say: Say = lambda s: None) -> dict[str, str]:
+def up(lay: Layout, say: Say = lambda s: None, instance: int = 0) -> dict[str, str]:
     """Start the rehearsal host (idempotent: a running one is kept). Returns its facts."""
     if os.geteuid() != 0:
         raise RehearsalError("the rehearsal host needs root (network namespace, daemons); "
                              "run `sudo harness lab up`")
-    hl = host_layout(lay)
-    if netns_exists():
-        st = status(lay)
+    hl = host_layout(lay, instance)
+    if netns_exists(hl):
+        st = status(lay, instance)
         if hl.state.exists() and st["sshd"] == st["libvirtd"] == "up":
-            return facts(lay)
+            return facts(lay, instance)
         say("a half-started rehearsal host exists: removing it first")
-        down(lay, say)
-    conflicts = subnet_conflicts(_run(["ip", "-o", "route"]).stdout,
+        down(lay, say, instance)
+    conflicts = subnet_conflicts(hl, _run(["ip", "-o", "route"]).stdout,
                                  _run(["ip", "-o", "addr"]).stdout)
     if conflicts:
-        raise RehearsalError("the rehearsal subnets " + f"{LINK_NET}, {GUEST_NET} are in use "
-                             "on this machine: " + "; ".join(conflicts))
+        raise RehearsalError(f"the rehearsal subnets {hl.link_net}, {hl.guest_net} are in "
+                             "use on this machine: " + "; ".join(conflicts))
     for tool in ("ip", "unshare", "/usr/sbin/sshd", "/usr/sbin/libvirtd", "/usr/sbin/virtlogd",
                  "dnsmasq", "iptables", "ssh", "virt-ssh-helper"):
         if shutil.which(tool) is None:
@@ -286,52 +306,54 @@ def up(lay: Layout, say: Say = lambda s: None) -> dict[str, str]:
                                  "installs it)")
     _ensure_user("libvirt-dnsmasq")
     _prepare(lay, hl)
-    say(f"network namespace {NETNS}: {host_addr()} (this machine {controller_addr()})")
-    _run(["ip", "netns", "add", NETNS])
+    ns = hl.netns
+    say(f"network namespace {ns}: {hl.host_addr()} (this machine {hl.controller_addr()})")
+    _run(["ip", "netns", "add", ns])
     try:
-        plen = LINK_NET.prefixlen
-        _run(["ip", "link", "add", VETH_OUTER, "type", "veth", "peer", "name", "eth0",
-              "netns", NETNS])
-        _run(["ip", "addr", "add", f"{controller_addr()}/{plen}", "dev", VETH_OUTER])
-        _run(["ip", "link", "set", VETH_OUTER, "up"])
-        _run(["ip", "netns", "exec", NETNS, "ip", "addr", "add", f"{host_addr()}/{plen}",
+        plen = hl.link_net.prefixlen
+        _run(["ip", "link", "add", hl.veth, "type", "veth", "peer", "name", "eth0",
+              "netns", ns])
+        _run(["ip", "addr", "add", f"{hl.controller_addr()}/{plen}", "dev", hl.veth])
+        _run(["ip", "link", "set", hl.veth, "up"])
+        _run(["ip", "netns", "exec", ns, "ip", "addr", "add", f"{hl.host_addr()}/{plen}",
               "dev", "eth0"])
-        _run(["ip", "netns", "exec", NETNS, "ip", "link", "set", "eth0", "up"])
+        _run(["ip", "netns", "exec", ns, "ip", "link", "set", "eth0", "up"])
         script = hl.root / "start.sh"
         _write(script, start_script(hl), 0o755)
         say("starting virtlogd, libvirtd and sshd in it")
-        _run(["ip", "netns", "exec", NETNS, "unshare", "--mount", "--propagation", "private",
+        _run(["ip", "netns", "exec", ns, "unshare", "--mount", "--propagation", "private",
               "sh", str(script)])
         _wait("sshd", lambda: (hl.root / "sshd.pid").exists(), 20)
-        _write(hl.state, json.dumps({"netns": NETNS, "uri": uri(lay),
+        _write(hl.state, json.dumps({"netns": ns, "uri": uri(lay, instance),
                                      "started": time.time()}) + "\n")
-        _define_network(lay, say)
+        _define_network(lay, hl, say)
     except BaseException:
         with contextlib.suppress(Exception):
-            down(lay, say)
+            down(lay, say, instance)
         raise
-    return facts(lay)
+    return facts(lay, instance)
 
 
-def _define_network(lay: Layout, say: Say) -> None:
+def _define_network(lay: Layout, hl: HostLayout, say: Say) -> None:
     import libvirt
 
     from harness.backend.libvirt import ensure_event_loop
 
     ensure_event_loop()
     deadline = time.monotonic() + 30
+    u = uri(lay, hl.instance)
     while True:
         try:
-            conn = libvirt.open(uri(lay))
+            conn = libvirt.open(u)
             break
         except libvirt.libvirtError as exc:
             if time.monotonic() > deadline:
-                raise RehearsalError(f"cannot reach libvirt at {uri(lay)}: {exc}") from exc
+                raise RehearsalError(f"cannot reach libvirt at {u}: {exc}") from exc
             time.sleep(0.5)
     try:
-        say(f"libvirt network {NETWORK_NAME} ({GUEST_NET}, DHCP) and a dir pool on "
+        say(f"libvirt network {NETWORK_NAME} ({hl.guest_net}, DHCP) and a dir pool on "
             f"{STORAGE_DIR}")
-        net = conn.networkDefineXML(network_xml())
+        net = conn.networkDefineXML(network_xml(hl))
         net.create()
         net.setAutostart(1)
         pool = conn.storagePoolDefineXML(
@@ -346,19 +368,30 @@ def _define_network(lay: Layout, say: Say) -> None:
         conn.close()
 
 
-def pids() -> list[int]:
-    if not netns_exists():
+def pids(hl: HostLayout) -> list[int]:
+    if not netns_exists(hl):
         return []
-    out = _run(["ip", "netns", "pids", NETNS], check=False).stdout
+    out = _run(["ip", "netns", "pids", hl.netns], check=False).stdout
     return [int(p) for p in out.split() if p.isdigit()]
 
 
-def down(lay: Layout, say: Say = lambda s: None) -> list[str]:
+def daemon_pid(hl: HostLayout, comm: str) -> int | None:
+    """The pid of one of the host's daemons (``sshd``, ``libvirtd``...), if running."""
+    for pid in pids(hl):
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() == comm:
+                return pid
+        except OSError:
+            continue
+    return None
+
+
+def down(lay: Layout, say: Say = lambda s: None, instance: int = 0) -> list[str]:
     """Stop everything ``up`` started: domains (by killing their QEMU), dnsmasq,
     libvirtd, virtlogd, sshd (all by pid, all in the namespace), then the namespace."""
-    hl = host_layout(lay)
+    hl = host_layout(lay, instance)
     done: list[str] = []
-    procs = pids()
+    procs = pids(hl)
     if procs:
         say(f"stopping {len(procs)} process(es) of the rehearsal host")
         for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -372,11 +405,11 @@ def down(lay: Layout, say: Say = lambda s: None) -> list[str]:
             if not procs:
                 break
         done.append("processes")
-    if netns_exists():
-        _run(["ip", "netns", "del", NETNS], check=False)
-        done.append(f"netns {NETNS}")
-    if _run(["ip", "link", "show", VETH_OUTER], check=False).returncode == 0:
-        _run(["ip", "link", "del", VETH_OUTER], check=False)
+    if netns_exists(hl):
+        _run(["ip", "netns", "del", hl.netns], check=False)
+        done.append(f"netns {hl.netns}")
+    if _run(["ip", "link", "show", hl.veth], check=False).returncode == 0:
+        _run(["ip", "link", "del", hl.veth], check=False)
     for name in ("sshd.pid", "state.json"):
         with contextlib.suppress(FileNotFoundError):
             (hl.root / name).unlink()
@@ -391,11 +424,11 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def status(lay: Layout) -> dict[str, str]:
-    hl = host_layout(lay)
-    out = {"netns": "up" if netns_exists() else "down"}
-    procs = {}
-    for pid in pids():
+def status(lay: Layout, instance: int = 0) -> dict[str, str]:
+    hl = host_layout(lay, instance)
+    out = {"netns": "up" if netns_exists(hl) else "down"}
+    procs: dict[str, int] = {}
+    for pid in pids(hl):
         try:
             comm = Path(f"/proc/{pid}/comm").read_text().strip()
         except OSError:
@@ -403,12 +436,14 @@ def status(lay: Layout) -> dict[str, str]:
         procs.setdefault(comm, pid)
     for name in ("sshd", "libvirtd", "virtlogd", "dnsmasq"):
         out[name] = "up" if name in procs else "down"
-    out["uri"] = uri(lay)
+    out["uri"] = uri(lay, instance)
     out["known_hosts"] = str(hl.known_hosts)
     return out
 
 
-def facts(lay: Layout) -> dict[str, str]:
-    return {"uri": uri(lay), "host": host_addr(), "controller": controller_addr(),
-            "guest_net": str(GUEST_NET), "network": NETWORK_NAME, "storage": STORAGE_DIR,
-            "known_hosts": str(host_layout(lay).known_hosts)}
+def facts(lay: Layout, instance: int = 0) -> dict[str, str]:
+    hl = host_layout(lay, instance)
+    return {"uri": uri(lay, instance), "host": hl.host_addr(),
+            "controller": hl.controller_addr(), "guest_net": str(hl.guest_net),
+            "network": NETWORK_NAME, "storage": STORAGE_DIR,
+            "known_hosts": str(hl.known_hosts)}

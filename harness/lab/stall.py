@@ -32,6 +32,7 @@ from harness.collect.vcpustats import VcpuSampler
 from harness.errors import ConfigError, InfraError
 from harness.lab.freezer import Freeze
 from harness.lab.reaper import ReapHook, enable_subreaper
+from harness.lab.remote_freeze import RemoteFreeze
 
 if TYPE_CHECKING:
     from harness.backend.base import BootRequest, Domain
@@ -55,13 +56,26 @@ def choose(fault: StallFault, request: BootRequest, source: str) -> int | None:
     return rng.randint(1, vcpus - 1)
 
 
+def make_freeze(domain: Domain, tid: int) -> Freeze | RemoteFreeze:
+    """The freezer for a domain's vCPU thread: on this machine, or over SSH on the
+    domain's remote host (the backend's ``host_command``)."""
+    backend = getattr(domain, "backend", None)
+    if backend is not None and getattr(backend, "remote", False):
+        run = getattr(backend, "host_command", None)
+        if run is None:
+            raise InfraError(f"{domain.name}: a remote host without 'ssh:' in the lab file "
+                             "cannot stall a vCPU", reason="stall_injector", retryable=False)
+        return RemoteFreeze(tid, domain.name, run)
+    return Freeze(tid, domain.name)
+
+
 class StallHook:
     """A ``BootHook`` (see ``harness.bootloop``) for one boot."""
 
     def __init__(self, fault: StallFault, source: str) -> None:
         self.fault = fault
         self.source = source  # "host:<name>" or "guest:<name>"
-        self.freeze: Freeze | None = None
+        self.freeze: Freeze | RemoteFreeze | None = None
         self._timer: threading.Timer | None = None
         self._lock = threading.Lock()
 
@@ -77,7 +91,7 @@ class StallHook:
         if cpu not in threads:
             raise InfraError(f"{domain.name}: no vCPU {cpu} among {sorted(threads)}",
                              reason="stall_injector", retryable=False)
-        fr = Freeze(threads[cpu], domain.name)
+        fr = make_freeze(domain, threads[cpu])
         fr.freeze()
         with self._lock:
             self.freeze = fr
@@ -124,6 +138,11 @@ def _is_embed(uri: str) -> bool:
     return p.scheme == "qemu" and not p.hostname and p.path == "/embed"
 
 
+def _is_remote_with_ssh(lab: Lab, host: str) -> bool:
+    spec = lab.host(host)
+    return bool(urlparse(spec.uri).hostname) and spec.ssh is not None
+
+
 def hooks_for(lab: Lab) -> Callable[[BootRequest], list[Any]] | None:
     """The boot loop's ``hooks_for`` for a lab: on every libvirt host a ``VcpuSampler``
     (per-vCPU host timing, ``harness.collect.vcpustats``), stall hooks for hosts and
@@ -138,11 +157,11 @@ def hooks_for(lab: Lab) -> Callable[[BootRequest], list[Any]] | None:
     if not host_faults and not guest_faults and not embed and not sampled:
         return None
     for name in host_faults:
-        if not _is_local(lab.host(name).uri):
-            raise ConfigError(f"host {name!r}: a stall fault freezes a QEMU thread on this "
-                              f"machine, so it needs a local qemu:/// URI, not "
-                              f"{lab.host(name).uri!r}",
-                              lab.doc.loc(("hosts", name, "fault"), key=True))
+        if not _is_local(lab.host(name).uri) and not _is_remote_with_ssh(lab, name):
+            raise ConfigError(f"host {name!r}: a stall fault freezes a QEMU thread, on this "
+                              "machine (a local qemu:/// URI) or over SSH on a remote host "
+                              f"(give it an 'ssh:' section); {lab.host(name).uri!r} is "
+                              "neither", lab.doc.loc(("hosts", name, "fault"), key=True))
 
     def for_request(request: BootRequest) -> list[Any]:
         hooks: list[Any] = [ReapHook()] if request.host_name in embed else []
@@ -152,7 +171,8 @@ def hooks_for(lab: Lab) -> Callable[[BootRequest], list[Any]] | None:
         if hf is not None:
             hooks.append(StallHook(hf, f"host:{request.host_name}"))
         gf = guest_faults.get(request.guest_name)
-        if gf is not None and _is_local(request.host.uri):
+        if gf is not None and (_is_local(request.host.uri)
+                               or _is_remote_with_ssh(lab, request.host_name)):
             hooks.append(StallHook(gf, f"guest:{request.guest_name}"))
         return hooks
 

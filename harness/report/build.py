@@ -192,7 +192,27 @@ def cell_view(cd: CellData, paths: Paths) -> CellView:
                 *((("memory_mib", c.memory_mib),) if _varies(c, "memory_mib") else ())),
         host_attrs=c.host_attrs,
         boot_views=tuple(boot_view(b, paths) for b in cd.boots),
+        versions=cell_versions(cd.boots),
     )
+
+
+VERSION_KEYS = ("guest_kernel", "qemu", "libvirt", "host_kernel", "firmware",
+                "firmware_sha256")
+
+
+def cell_versions(boots: Iterable[BootResult]) -> tuple[tuple[str, str], ...]:
+    """The versions a cell's boots recorded (``extra["versions"]``): each known name with
+    its distinct values in first-seen order (pure)."""
+    seen: dict[str, list[str]] = {}
+    for b in boots:
+        v = dict(b.extra).get("versions")
+        if not isinstance(v, dict):
+            continue
+        for key in VERSION_KEYS:
+            val = v.get(key)
+            if val and str(val) not in seen.setdefault(key, []):
+                seen[key].append(str(val))
+    return tuple((k, ", ".join(seen[k])) for k in VERSION_KEYS if seen.get(k))
 
 
 def _varies(c: Cell, name: str) -> bool:

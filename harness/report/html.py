@@ -98,6 +98,7 @@ def payload(view: RunView) -> dict[str, Any]:
             "v": c.verdict,
             "s": [j.statement + " \u2192 " + j.verdict for j in c.judgements],
             "g": [[s.title, s.count] for s in c.signatures],
+            "ver": [[k, v] for k, v in c.versions],
         })
         rows = []
         for b in c.boot_views:

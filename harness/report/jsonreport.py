@@ -31,6 +31,7 @@ def cell_dict(c: CellView) -> dict[str, Any]:
         "signatures": [{"title": s.title, "count": s.count, "known": list(s.known)}
                        for s in c.signatures],
         "verdict": c.verdict,
+        "versions": dict(c.versions),
     }
 
 

@@ -31,6 +31,7 @@ def _props(cell: CellView) -> list[tuple[str, str]]:
     props += [("host", cell.host), ("guest", cell.guest), ("vcpus", str(cell.vcpus))]
     props += [(str(k), show_value(v)) for k, v in cell.params]
     props += [(f"host.{k}", show_value(v)) for k, v in cell.host_attrs]
+    props += [(f"version.{k}", v) for k, v in cell.versions]
     props.append(("verdict", cell.verdict))
     return props
 

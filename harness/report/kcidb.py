@@ -83,6 +83,8 @@ def _cell_test(view: RunView, cell: CellView, origin: str, build_id: str,
                        for s in cell.signatures],
     }
     misc.update({str(k): _json_value(v) for k, v in cell.params})
+    if cell.versions:
+        misc["versions"] = dict(cell.versions)
     test: dict[str, Any] = {
         "id": f"{origin}:{view.id}:{cell.id}", "origin": origin, "build_id": build_id,
         "path": CELL_PATH, "status": cell_status(cell),

@@ -139,6 +139,15 @@ def to_markdown(view: RunView) -> str:
         lines.append("")
     if view.regressions is not None:
         lines += regression_lines(view.regressions)
+    versioned = [cv for cv in view.cells if cv.versions]
+    if versioned:
+        lines += ["## Versions", ""]
+        for cv in versioned[:MAX_ROWS]:
+            lines.append(f"- {md_escape(cv.id)}: " + "; ".join(
+                f"{md_escape(k)} {md_escape(v)}" for k, v in cv.versions))
+        if len(versioned) > MAX_ROWS:
+            lines.append(f"- ... and {len(versioned) - MAX_ROWS} more")
+        lines.append("")
     if view.previous:
         lines += diff_lines(view.previous, heading="###")
     elif view.previous_note:

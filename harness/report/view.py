@@ -100,6 +100,9 @@ class CellView:
     params: tuple[tuple[str, Any], ...] = ()  # other matrix axes
     host_attrs: tuple[tuple[str, Any], ...] = ()
     boot_views: tuple[BootView, ...] = ()
+    # what the boots ran on (QEMU, libvirt, host kernel, firmware, guest kernel): each
+    # name with the distinct values the cell's boots recorded, comma-separated
+    versions: tuple[tuple[str, str], ...] = ()
 
     @property
     def boots(self) -> int:

@@ -68,13 +68,44 @@ guests:
 """
 
 
-def test_a_stall_on_a_remote_host_is_a_located_config_error(tmp_path: Path) -> None:
+def test_a_stall_on_a_remote_host_without_ssh_is_a_located_config_error(
+        tmp_path: Path) -> None:
     f = tmp_path / "lab.yaml"
     f.write_text(LAB)
     with pytest.raises(ConfigError) as e:
         hooks_for(load_lab(f))
     assert e.value.where is not None and e.value.where.line == 6
-    assert "needs a local qemu:/// URI" in str(e.value)
+    assert "over SSH on a remote host" in str(e.value)
+
+
+def test_a_stall_on_a_remote_host_with_ssh_is_driven_over_ssh(tmp_path: Path) -> None:
+    from harness.lab.remote_freeze import RemoteFreeze
+    from harness.lab.stall import make_freeze
+
+    f = tmp_path / "lab.yaml"
+    f.write_text(LAB.replace("    fault:", "    ssh: {user: root}\n    fault:"))
+    lab = load_lab(f)
+    make = hooks_for(lab)
+    assert make is not None
+    req = _req(0)
+    far = BootRequest(**{**req.__dict__, "host_name": "far", "host": lab.host("far")})
+    hooks = make(far)
+    assert [type(h).__name__ for h in hooks] == ["StallHook"]
+
+    class _Remote:
+        remote = True
+
+        def host_command(self, cmd: str) -> str:
+            return "cgroup1 /sys/fs/cgroup/freezer/vmbh-stall-d-7 /sys/fs/cgroup/freezer/\n"
+
+    class _Dom:
+        name = "d"
+        backend = _Remote()
+
+    fr = make_freeze(_Dom(), 7)  # type: ignore[arg-type]
+    assert isinstance(fr, RemoteFreeze)
+    fr.freeze()
+    assert (fr.method, fr.path) == ("cgroup1", "/sys/fs/cgroup/freezer/vmbh-stall-d-7")
 
 
 def test_hooks_per_request(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -37,7 +37,8 @@ def test_pct_and_rate_text():
 # --- JSON ---------------------------------------------------------------------------------
 
 CELL_KEYS = {"id", "host", "guest", "vcpus", "boots", "ok", "vcpu_offline", "boot_failure",
-             "infra_error", "vcpu_offline_rate", "boot_failure_rate", "signatures", "verdict"}
+             "infra_error", "vcpu_offline_rate", "boot_failure_rate", "signatures", "verdict",
+             "versions"}
 
 
 def test_json_schema_exact(view):

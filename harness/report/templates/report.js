@@ -301,6 +301,10 @@
     var sig = el("div");
     c.g.forEach(function (g) { sig.appendChild(el("div", {"class": "sig"}, g[1] + " \u00d7 " + g[0])); });
     d.appendChild(sig);
+    if (c.ver && c.ver.length) {
+      d.appendChild(el("div", {"class": "versions"}, "versions: " + c.ver.map(function (v) {
+        return v[0] + " " + v[1]; }).join("; ")));
+    }
     var pager = el("div", {"class": "pager"});
     var pages = Math.max(1, Math.ceil(shown.length / PAGE));
     page = Math.min(page, pages - 1);
