@@ -11,7 +11,11 @@ want_test=0
 
 pkgs=(python3-venv python3-dev gcc pkg-config libvirt-dev libvirt-clients
       libvirt-daemon libvirt-daemon-driver-qemu qemu-system-arm qemu-utils
-      openssh-client openssh-server cpio iproute2 zstd xz-utils)
+      openssh-client openssh-server cpio iproute2 zstd xz-utils
+      # the rehearsal lab (docs/lab-rehearsal.md): the distro image build (mmdebstrap
+      # under qemu-user, disk assembled without mounting) and the rehearsal host
+      mmdebstrap qemu-user-static arch-test qemu-efi-aarch64 mtools dosfstools fdisk
+      e2fsprogs dnsmasq-base iptables)
 if (( want_test )); then
   # chromium: report pages checked in a real browser; libxml2-utils: xmllint, which
   # virt-xml-validate runs; qemu-efi-aarch64 + libvirt-daemon-system: the packages the

@@ -77,11 +77,12 @@ def doctor(cache: Path | None) -> None:
     checks = doc.all_checks(_layout(cache))
     width = max(len(c.name) for c in checks)
     for c in checks:
-        mark = click.style("ok  ", fg="green") if c.ok else click.style("MISS", fg="red")
+        mark = (click.style("ok  ", fg="green") if c.ok else
+                click.style("opt ", fg="yellow") if c.optional else click.style("MISS", fg="red"))
         click.echo(f"{mark} {c.name:{width}s}  {c.detail}")
         if not c.ok:
             click.echo(f"     {'':{width}s}  needed for {c.needed_for}; fix: {c.fix}")
-    bad = doc.failing(checks)
+    bad = doc.failing(checks, lambda c: not c.optional)
     if bad:
         raise click.exceptions.Exit(1)
     click.echo("everything the local lab needs is in place")

@@ -29,6 +29,7 @@ class Check:
     detail: str = ""
     fix: str = ""  # the command (or action) that fixes it
     needed_for: str = "booting guests"
+    optional: bool = False  # only for the rehearsal lab: reported, not a failure
 
 
 def _dpkg_installed(pkg: str) -> bool:
@@ -143,8 +144,51 @@ def cannot_boot() -> str | None:
             "libvirt-daemon-driver-qemu)")
 
 
+def rehearsal_checks(lay: Layout) -> list[Check]:
+    """The rehearsal lab (docs/lab-rehearsal.md): the distro images and what the
+    rehearsal host needs. Optional: the local lab works without them."""
+    from harness.lab import distro, keys, rehearsal
+
+    s = _sudo()
+    need = "the rehearsal lab"
+    out = []
+    missing = distro.missing_host_packages()
+    out.append(Check("distro build packages", not missing,
+                     "missing: " + " ".join(missing) if missing else " ".join(
+                         distro.HOST_PACKAGES),
+                     f"{s}apt-get install -y --no-install-recommends {' '.join(missing)}",
+                     need, optional=True))
+    dl = distro.distro_layout(lay)
+    man = distro.read_manifest(dl)
+    digest = None
+    if (lay.keys / "id_ed25519").exists():
+        k = keys.ensure_keys(lay.keys)
+        digest = distro.recipe_digest(distro.recipe(k.client_pub, k.host_pub))
+    ok = digest is not None and distro.complete(dl, man, digest)
+    images = man.get("images") or {}
+    detail = (", ".join(f"{f}: {i.get('release')}" for f, i in sorted(images.items())) +
+              f" (built {man.get('built_at')} in {man.get('build_seconds')} s)") if ok else (
+        f"not built in {dl.root}" if not man else f"stale in {dl.root} (its recipe changed)")
+    out.append(Check("distro images", ok, detail,
+                     f"{s}harness lab setup --distro (tens of minutes the first time)", need,
+                     optional=True))
+    tools = [t for t in ("dnsmasq", "iptables", "virt-ssh-helper", "unshare")
+             if shutil.which(t) is None]
+    out.append(Check("rehearsal host tools", not tools,
+                     "missing: " + " ".join(tools) if tools else "dnsmasq, iptables, "
+                     "virt-ssh-helper, unshare",
+                     f"{s}apt-get install -y dnsmasq-base iptables libvirt-clients", need,
+                     optional=True))
+    st = rehearsal.status(lay)
+    out.append(Check("rehearsal host", st["sshd"] == st["libvirtd"] == "up",
+                     ", ".join(f"{k} {v}" for k, v in st.items() if k in (
+                         "netns", "sshd", "libvirtd", "dnsmasq")),
+                     f"{s}harness lab up", need, optional=True))
+    return out
+
+
 def all_checks(lay: Layout) -> list[Check]:
-    return host_checks() + stall_checks() + cache_checks(lay)
+    return host_checks() + stall_checks() + cache_checks(lay) + rehearsal_checks(lay)
 
 
 def failing(checks: list[Check], keep: Callable[[Check], bool] = lambda c: True) -> list[Check]:

@@ -174,8 +174,10 @@ def start_script(hl: HostLayout) -> str:
         lines.append(f"mount --bind {hl.private / d} /{d}")
     lines += [
         "mkdir -p /run/sshd /var/lib/libvirt/images /var/lib/libvirt/qemu /var/log/libvirt/qemu",
-        "/usr/sbin/virtlogd -d",
-        "/usr/sbin/libvirtd -d",
+        # pid files in the private /run/libvirt: the defaults (/run/virtlogd.pid,
+        # /run/libvirtd.pid) are shared with any other libvirt on this machine
+        "/usr/sbin/virtlogd -d -p /run/libvirt/virtlogd.pid",
+        "/usr/sbin/libvirtd -d -p /run/libvirt/libvirtd.pid",
         f"/usr/sbin/sshd -f {hl.sshd_config} -E {hl.root / 'sshd.log'}",
     ]
     return "\n".join(lines) + "\n"
