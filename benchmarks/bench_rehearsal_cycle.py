@@ -38,7 +38,7 @@ lab: {lab}
 axes: {{host: [rh-clean], guest: [{guest}], vcpus: [{vcpus}]}}
 boots: 1
 memory_mib: {mem}
-timeouts: {{boot: 400, ssh: 10, command: 60, shutdown: 10}}
+timeouts: {{boot: 900, ssh: 60, command: 120, shutdown: 10}}
 """
 RAW_DIR = "/var/lib/libvirt/images/harness"
 RAW_PORT = 10022

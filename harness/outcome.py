@@ -25,7 +25,6 @@ number is bounded by the parsers (``classify/cpulist.py``, ``classify/rules.py``
 from __future__ import annotations
 
 import json
-
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any

@@ -90,7 +90,8 @@ def test_a_stall_on_a_remote_host_with_ssh_is_driven_over_ssh(tmp_path: Path) ->
     req = _req(0)
     far = BootRequest(**{**req.__dict__, "host_name": "far", "host": lab.host("far")})
     hooks = make(far)
-    assert [type(h).__name__ for h in hooks] == ["StallHook"]
+    stall = [h for h in hooks if type(h).__name__ == "StallHook"]
+    assert len(stall) == 1 and stall[0].source == "host:far"
 
     class _Remote:
         remote = True
