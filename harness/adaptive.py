@@ -1,65 +1,83 @@
-"""Adaptive stopping per cell: stop booting a cell once Wald's SPRT has decided its rates
-against the matrix expectation (optional per matrix: ``adaptive:``; fixed N is the default).
+"""Adaptive stopping per cell: stop booting a cell once its verdict, read off an
+anytime-valid confidence sequence, is decided (optional per matrix: ``adaptive:``; fixed N
+is the default).
 
-For each judged class (vCPU offline, boot failure) with maximum ``m``, H0 is rate = ``m``
-and H1 is rate = ``m + INDIFFERENCE`` (at least 2 m): ``alpha`` bounds the chance of failing
-a cell whose rate is at its maximum, ``beta`` of passing one that is ``INDIFFERENCE``
-worse. A cell is decided when some class accepts H1 (it fails) or every class accepts H0
-(it passes), after at least ``min_boots`` guest boots.
+A cell is decided when, for some judged class, the confidence sequence of its rate lies
+wholly above the maximum (``fail``), or when for every judged class it lies wholly below
+the maximum (``pass``; for a maximum of 0 below the matrix's ``rule_out``), after at least
+``min_boots`` guest boots. The sequence holds at every n at once, so the verdict, and the
+interval every report shows for the cell, stay valid at the data-dependent stop (a fixed-n
+interval read after an early stop covers only 83-85%). A class with maximum 0 and no
+``rule_out`` can only be decided as a failure: "no failure seen" is never a pass.
 
-A rate read off a sequentially stopped cell is biased and its fixed-N interval does not
-hold; ``confidence_sequence`` gives an interval that holds at every n simultaneously
-(Robbins' beta-binomial mixture), so it stays valid whenever the cell stopped. Pure
-functions plus one small thread-safe bookkeeper (``SprtStopper``).
+Each decision is kept with the guest boot at which it was made and the interval used, and
+the runner records it in the store (``Store.record_decision``). Pure functions plus one
+small thread-safe bookkeeper (``SequentialStopper``).
 """
 
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from harness.model import BootResult, Cell, Outcome
-from harness.stats import CellCounts, sprt_decision
+from harness.model import BootResult, Cell
+from harness.stats import CellCounts
+from harness.stats.sequential import CS_METHOD, confidence_sequence, judge_sequential
+from harness.stats.verdict import judged
 
-INDIFFERENCE = 0.05
 Decision = Literal["pass", "fail"]
+
+__all__ = ["AdaptiveSettings", "CellDecision", "Decision", "SequentialStopper",
+           "SprtStopper", "cell_decision", "confidence_sequence", "decide"]
 
 
 @dataclass(frozen=True)
 class AdaptiveSettings:
     min_boots: int = 5
-    alpha: float = 0.05
-    beta: float = 0.05
+    alpha: float = 0.05  # kept for old matrix files: the sequence uses the cell's
+    beta: float = 0.05  # confidence (alpha and beta were the SPRT's error rates)
 
 
-def alternative(maximum: float) -> float:
-    """The rate H1 puts against the maximum acceptable rate ``maximum``."""
-    return min(0.999, max(maximum + INDIFFERENCE, 2 * maximum))
+@dataclass(frozen=True)
+class CellDecision:
+    """An early stop: the verdict, the guest boot count at which it was made, and the
+    interval it was made on (the worst class's: the failing one, else the widest)."""
+
+    cell_id: str
+    decision: Decision
+    at_boot: int  # guest boots of the cell when decided
+    outcome: str  # the class whose interval is given
+    low: float
+    high: float
+    confidence: float
+    method: str = CS_METHOD
+
+
+def decide(counts: CellCounts, cell: Cell, settings: AdaptiveSettings
+           ) -> CellDecision | None:
+    """The decision for one cell's counts, or None to keep booting (pure)."""
+    if counts.n < settings.min_boots or not judged(cell.expect):
+        return None
+    j = judge_sequential(counts, cell.expect)
+    if j.status not in ("pass", "fail"):
+        return None
+    cls = [c for c in j.classes if c.status == j.status]
+    pick = max(cls, key=lambda c: c.upper - c.lower)
+    d: Decision = "pass" if j.status == "pass" else "fail"
+    return CellDecision(cell.id, d, counts.n, pick.outcome, pick.lower, pick.upper,
+                        cell.expect.confidence)
 
 
 def cell_decision(counts: CellCounts, cell: Cell, settings: AdaptiveSettings
                   ) -> Decision | None:
-    """The SPRT decision for one cell's counts, or None to keep booting."""
-    if counts.n < settings.min_boots:
-        return None
-    judged = [(o, m) for o, m in ((Outcome.VCPU_OFFLINE, cell.expect.vcpu_offline),
-                                  (Outcome.BOOT_FAILURE, cell.expect.boot_failure))
-              if m is not None and m < 1]
-    if not judged:
-        return None
-    verdicts = [sprt_decision(counts.k(o), counts.n, m, alternative(m), settings.alpha,
-                              settings.beta) for o, m in judged]
-    if "accept_h1" in verdicts:
-        return "fail"
-    if all(v == "accept_h0" for v in verdicts):
-        return "pass"
-    return None
+    """``decide``'s verdict alone."""
+    d = decide(counts, cell, settings)
+    return d.decision if d else None
 
 
-class SprtStopper:
+class SequentialStopper:
     """Counts each cell's outcomes as boots are recorded and says when it is decided."""
 
     def __init__(self, cells: Iterable[Cell], settings: AdaptiveSettings,
@@ -67,7 +85,7 @@ class SprtStopper:
         self.settings = settings
         self._cells = {c.id: c for c in cells}
         self._counts: dict[str, CellCounts] = dict(prior or {})
-        self._decisions: dict[str, Decision] = {}
+        self._decisions: dict[str, CellDecision] = {}
         self._lock = threading.Lock()
         for cid in self._counts:
             self._decide(cid)
@@ -76,7 +94,7 @@ class SprtStopper:
         cell = self._cells.get(cell_id)
         if cell is None or cell_id in self._decisions:
             return
-        d = cell_decision(self._counts.get(cell_id, CellCounts()), cell, self.settings)
+        d = decide(self._counts.get(cell_id, CellCounts()), cell, self.settings)
         if d is not None:
             self._decisions[cell_id] = d
 
@@ -91,31 +109,12 @@ class SprtStopper:
         return cell_id in self._decisions
 
     def decision(self, cell_id: str) -> Decision | None:
+        d = self._decisions.get(cell_id)
+        return d.decision if d else None
+
+    def record(self, cell_id: str) -> CellDecision | None:
+        """The decision with the boot it was made at and its interval."""
         return self._decisions.get(cell_id)
 
 
-def confidence_sequence(k: int, n: int, confidence: float = 0.95, a: float = 0.5,
-                        b: float = 0.5) -> tuple[float, float]:
-    """An anytime-valid interval for a Bernoulli rate after ``k`` events in ``n`` trials:
-    with probability ``confidence`` it contains the true rate at every n at once, so
-    it is valid at a data-dependent stopping time. The set of rates p whose
-    beta(a, b)-mixture likelihood ratio stays below 1/(1 - confidence)."""
-    from scipy.optimize import brentq  # SciPy costs 1 s to import: only when needed
-    from scipy.special import betaln
-
-    if not 0 <= k <= n:
-        raise ValueError(f"need 0 <= k <= n, got k={k}, n={n}")
-    if n == 0:
-        return (0.0, 1.0)
-    bound = math.log(1 / (1 - confidence))
-    log_mix = betaln(a + k, b + n - k) - betaln(a, b)
-
-    def excess(p: float) -> float:  # log mixture ratio at p minus the bound
-        lp = (k * math.log(p) if k else 0.0) + ((n - k) * math.log1p(-p) if n - k else 0.0)
-        return log_mix - lp - bound
-
-    mle = min(max(k / n, 1e-12), 1 - 1e-12)
-    eps = 1e-12
-    low = 0.0 if excess(eps) <= 0 else float(brentq(excess, eps, mle))
-    high = 1.0 if excess(1 - eps) <= 0 else float(brentq(excess, mle, 1 - eps))
-    return (low, high)
+SprtStopper = SequentialStopper  # the old name (the stop is no longer Wald's SPRT)

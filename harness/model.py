@@ -37,6 +37,9 @@ class Expectation:
     vcpu_offline: float | None = 0.0
     boot_failure: float | None = 0.0
     confidence: float = 0.95
+    # a maximum of 0 passes only once the clean boots rule out this rate (at confidence);
+    # None: a clean class is ``clean`` ("no failure in n boots"), never ``pass``
+    rule_out: float | None = None
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import __version__
-from harness.adaptive import AdaptiveSettings, Decision, SprtStopper
+from harness.adaptive import AdaptiveSettings, Decision, SequentialStopper
 from harness.errors import ConfigError, EnvironmentFault, environment_fault
 from harness.matrix import Matrix
 from harness.model import BootResult, Cell, Outcome
@@ -288,9 +288,12 @@ class Runner:
             else:
                 prior = store.counts(run_id)
                 settings = self._adaptive()
-                stopper = SprtStopper(cells, settings, prior) if settings else None
+                stopper = SequentialStopper(cells, settings, prior) if settings else None
+                for c in cells if stopper else ():  # decided by boots recorded before
+                    if stopper and (made := stopper.record(c.id)) is not None:
+                        store.record_decision(run_id, made)
                 loop = self._loop = self._boot_loop(store, run_id, run_dir)
-                stats = self._schedule(loop, plan, slots, stopper)
+                stats = self._schedule(loop, plan, slots, stopper, store, run_id)
                 decisions = {c.id: d for c in cells
                              if stopper and (d := stopper.decision(c.id)) is not None}
                 util = stats.utilization()
@@ -343,7 +346,8 @@ class Runner:
         return stats, decisions, util
 
     def _schedule(self, loop: Any, plan: dict[str, list[Chunk]], slots: dict[str, int],
-                  stopper: SprtStopper | None) -> SchedulerStats:
+                  stopper: SequentialStopper | None, store: Store | None = None,
+                  run_id: str = "") -> SchedulerStats:
         reported: set[str] = set()
         lock = threading.Lock()
 
@@ -360,6 +364,9 @@ class Runner:
                     if result.cell_id in reported:
                         return
                     reported.add(result.cell_id)
+                made = stopper.record(result.cell_id)
+                if store is not None and made is not None:
+                    store.record_decision(run_id, made)  # the boot and interval it was made on
                 self._emit(CellDecided(result.cell_id, d, 0))
 
         def host_ok(host: str) -> str | None:

@@ -11,7 +11,8 @@ rc=0
 if [[ $rc -eq 1 ]]; then
   echo
   echo "demo: as intended, the stalling host's cells failed their expectation (vCPU offline)"
-  echo "      and the clean host's cells passed. Open the report above for the details."
+  echo "      and the clean host's cells are 'clean': no failure in their boots, with the rate"
+  echo "      the boots can rule out (2 boots rule out little). Open the report above."
   exit 0
 fi
 exit $rc

@@ -1,8 +1,8 @@
 """``harness run MATRIX``: boot every cell, record every boot, print the result table.
 
-Exit status: 0 every cell passed or is undecided, 1 some cell failed its expectation,
-3 the run is incomplete (a host was set aside), 130 interrupted (resume it), 2 a mistake
-in the input (printed as ``file:line:col: message``).
+Exit status: 0 every cell passed, is clean (no failure seen) or is undecided, 1 some cell
+failed its expectation, 3 the run is incomplete (a host was set aside), 130 interrupted
+(resume it), 2 a mistake in the input (printed as ``file:line:col: message``).
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ from harness.runner import (
     RunStarted,
     RunSummary,
 )
-from harness.stats import judge
+from harness.stats import judge_cell
 
-VERDICT_STYLE = {"pass": "green", "fail": "bold red", "undecided": "yellow",
+VERDICT_STYLE = {"pass": "green", "clean": "cyan", "fail": "bold red", "undecided": "yellow",
                  "not_judged": "dim"}
 
 
@@ -154,8 +154,9 @@ def _pct(rate: float | None) -> str:
 
 
 def result_table(summary: RunSummary, adaptive_cs: bool = False) -> Table:
-    """One row per cell: counts, rates with 95% intervals, verdict."""
-    from harness.adaptive import confidence_sequence
+    """One row per cell: counts, rates with 95% intervals, verdict. A cell adaptive stopping
+    cut short shows its confidence sequence and its verdict read off it (as every report
+    does); ``adaptive_cs`` is kept for old callers (the decisions say which cells)."""
 
     t = Table(title=f"{summary.matrix}  run {summary.run_id}", title_justify="left")
     for col in ("cell", "boots", "ok", "vCPU offline", "boot failure", "infra", "verdict"):
@@ -166,15 +167,12 @@ def result_table(summary: RunSummary, adaptive_cs: bool = False) -> Table:
         if c is None:
             continue
         cols = []
+        stopped = cell.id in summary.decisions
         for o in (Outcome.VCPU_OFFLINE, Outcome.BOOT_FAILURE):
-            r = c.rate(o, cell.expect.confidence)
-            if adaptive_cs and cell.id in summary.decisions:
-                lo, hi = confidence_sequence(r.k, r.n, cell.expect.confidence)
-            else:
-                lo, hi = r.low, r.high
-            text = f"{r.k} {_pct(r.value)} [{_pct(lo)}-{_pct(hi)}]" if r.n else "-"
+            r = c.rate(o, cell.expect.confidence, sequential=stopped)
+            text = f"{r.k} {_pct(r.value)} [{_pct(r.low)}-{_pct(r.high)}]" if r.n else "-"
             cols.append(f"[red]{text}[/]" if r.k else text)
-        j = judge(c, cell.expect)
+        j = judge_cell(c, cell.expect, stopped)
         verdict: str = j.status
         if cell.id in summary.decisions:
             verdict += " (stopped early)"
@@ -288,6 +286,6 @@ def _print_summary(console: Console, s: RunSummary, matrix: Path, view: LiveView
         console.print(f"[yellow]run {s.run_id} {s.status}: {s.missing} boots not recorded; "
                       f"continue with: harness run {matrix} --resume {s.run_id}[/]")
         return 130 if s.status == "interrupted" else 3
-    failed = any(judge(c, cell.expect).status == "fail"
+    failed = any(judge_cell(c, cell.expect, cell.id in s.decisions).status == "fail"
                  for cell in s.cells if (c := s.counts.get(cell.id)) is not None)
     return 1 if failed else 0

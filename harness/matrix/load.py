@@ -27,12 +27,14 @@ class ExpectModel(Frozen):
     vcpu_offline: Num | None = Field(0.0, ge=0.0, le=1.0)
     boot_failure: Num | None = Field(0.0, ge=0.0, le=1.0)
     confidence: Num = Field(0.95, gt=0.5, lt=1.0)
+    rule_out: Num | None = Field(None, gt=0.0, lt=1.0)
 
 
 class PartialExpect(Frozen):
     vcpu_offline: Num | None = Field(None, ge=0.0, le=1.0)
     boot_failure: Num | None = Field(None, ge=0.0, le=1.0)
     confidence: Num | None = Field(None, gt=0.5, lt=1.0)
+    rule_out: Num | None = Field(None, gt=0.0, lt=1.0)
 
 
 class TimeoutsModel(Frozen):

@@ -83,7 +83,7 @@ class PluginState:
         """Boot every boot of ``cell`` (``boots`` in all, default the matrix's or
         --matrix-boots) into the session's run; returns counts, judgement, signatures."""
         from harness.runner import Runner, RunOptions
-        from harness.stats import CellCounts, judge, signature_counts
+        from harness.stats import CellCounts, judge_cell, signature_counts
         from harness.store import Store
 
         runner = Runner(self.matrix, RunOptions(
@@ -98,8 +98,10 @@ class PluginState:
         sigs = signature_counts(b.signatures for b in results
                                 if b.outcome != Outcome.INFRA_ERROR)
         expect = next((c.expect for c in summary.cells if c.id == cell.id), cell.expect)
-        return {"counts": counts, "judgement": judge(counts, expect), "signatures": sigs,
-                "expect": expect, "status": summary.status, "set_aside": summary.set_aside}
+        stopped = cell.id in summary.decisions
+        return {"counts": counts, "judgement": judge_cell(counts, expect, stopped),
+                "signatures": sigs, "expect": expect, "status": summary.status,
+                "set_aside": summary.set_aside, "stopped_early": stopped}
 
     def finish(self, *, interrupted: bool) -> None:
         """Controller, once per session: mark the run finished and write the reports."""
@@ -147,7 +149,8 @@ class CellItem(pytest.Item):
                  "boot_failure": counts.boot_failure, "infra_error": counts.infra_error,
                  "verdict": j.status, "run_id": state.run_id}
         self.user_properties.extend(props.items())
-        message = cell_statement(counts, out["expect"], j, out["signatures"])
+        message = cell_statement(counts, out["expect"], j, out["signatures"],
+                                 out.get("stopped_early", False))
         if out["set_aside"].get(self.cell.host):
             message += f"\nhost {self.cell.host} set aside: {out['set_aside'][self.cell.host]}"
         if j.status == "fail":
@@ -169,30 +172,37 @@ def _pct(x: float) -> str:
     return f"{100 * x:.0f}%" if x == 0 or x >= 0.1 else f"{100 * x:.1f}%"
 
 
-def cell_statement(counts: Any, expect: Any, judgement: Any, signatures: Any) -> str:
+def cell_statement(counts: Any, expect: Any, judgement: Any, signatures: Any,
+                   stopped_early: bool = False) -> str:
     """``vCPU offline 12/50 = 24% [14%, 37%], expected <= 0%`` per judged class, the
-    verdict's claim, and the signatures seen."""
+    verdict's claim, and the signatures seen (a cell stopped early: its confidence
+    sequence, as in every report)."""
     from harness.stats import rate
 
     lines = []
     for outcome, label, maximum in (("vcpu_offline", "vCPU offline", expect.vcpu_offline),
                                     ("boot_failure", "boot failure", expect.boot_failure)):
         k = counts.k(outcome)
-        r = rate(k, counts.n, expect.confidence)
+        r = rate(k, counts.n, expect.confidence, sequential=stopped_early)
         value = "n/a" if r.value is None else _pct(r.value)
         exp = "not judged" if maximum is None else f"expected <= {_pct(maximum)}"
         lines.append(f"{label} {k}/{counts.n} = {value} [{_pct(r.low)}, {_pct(r.high)}], {exp}")
     if counts.infra_error:
         lines.append(f"infrastructure errors (not counted): {counts.infra_error}")
-    lines.append(f"{judgement.status}: {judgement.statement}")
+    lines.append(f"{judgement.status}: {judgement.statement}"
+                 + (" (stopped early)" if stopped_early else ""))
     if signatures:
         lines.append("signatures: " + "; ".join(f"{s.title} x{s.count}" for s in signatures))
     return "\n".join(lines)
 
 
 def undecided_status(report: pytest.TestReport) -> tuple[str, str, str] | None:
-    """Show undecided cells as their own outcome (U / UNDECIDED), not as xfail."""
+    """Show undecided cells as their own outcome (U / UNDECIDED), not as xfail, and clean
+    cells (no failure seen, no rate ruled out) as passed but spelled C / CLEAN."""
     reason = getattr(report, "wasxfail", None)
     if report.when == "call" and isinstance(reason, str) and reason.startswith(UNDECIDED):
         return "undecided", "U", "UNDECIDED"
+    if (report.when == "call" and report.passed
+            and ("verdict", "clean") in getattr(report, "user_properties", ())):
+        return "passed", "C", "CLEAN"
     return None

@@ -31,6 +31,7 @@ from harness.report.view import (
     RunView,
     SignatureCount,
     Snippet,
+    StoppedEarly,
     pct,
     rate_text,
     show_value,
@@ -171,6 +172,8 @@ def judgements(j: stats.Judgement, rates: dict[str, Rate]) -> tuple[Judgement, .
     for c in j.classes:
         label = OUTCOME_LABELS.get(c.outcome, c.outcome)
         statement = f"{label} {rate_text(rates[c.outcome])}, expected <= {pct(c.maximum)}"
+        if c.maximum <= 0 and c.k == 0 and c.n:  # "no failure in n boots (rate < X%)"
+            statement = f"{label}: {c.statement.split(': ', 1)[1]}"
         out.append(Judgement(c.outcome, c.status, c.maximum, statement, c.more_boots,
                              claim=c.statement))
     return tuple(out)
@@ -179,8 +182,13 @@ def judgements(j: stats.Judgement, rates: dict[str, Rate]) -> tuple[Judgement, .
 def cell_view(cd: CellData, paths: Paths) -> CellView:
     c, counts = cd.cell, cd.counts
     conf = c.expect.confidence
-    rates = {o: view_rate(counts.rate(o, conf)) for o in ("vcpu_offline", "boot_failure")}
+    seq = cd.stopped_early  # adaptive stop: confidence sequences, the verdict read off them
+    rates = {o: view_rate(counts.rate(o, conf, sequential=seq))
+             for o in ("vcpu_offline", "boot_failure")}
     j = cd.judgement
+    d = cd.decision
+    stop = (StoppedEarly(d.decision, d.at_boot, d.outcome, d.low, d.high, d.method)
+            if d is not None else None)
     return CellView(
         id=c.id, host=c.host, guest=c.guest, vcpus=c.vcpus, planned=c.boots,
         ok=counts.ok, vcpu_offline=counts.vcpu_offline, boot_failure=counts.boot_failure,
@@ -193,6 +201,8 @@ def cell_view(cd: CellData, paths: Paths) -> CellView:
         host_attrs=c.host_attrs,
         boot_views=tuple(boot_view(b, paths) for b in cd.boots),
         versions=cell_versions(cd.boots),
+        stopped_early=stop,
+        interval=stats.CS_METHOD if seq else stats.DISPLAY_METHOD,
     )
 
 

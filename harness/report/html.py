@@ -96,6 +96,7 @@ def payload(view: RunView) -> dict[str, Any]:
             "r": {"vcpu_offline": _r(c.vcpu_offline_rate),
                   "boot_failure": _r(c.boot_failure_rate)},
             "v": c.verdict,
+            "e": c.stopped_early is not None,  # stopped early: intervals are CS
             "s": [j.statement + " \u2192 " + j.verdict for j in c.judgements],
             "g": [[s.title, s.count] for s in c.signatures],
             "ver": [[k, v] for k, v in c.versions],
@@ -183,6 +184,7 @@ def render_html(view: RunView) -> str:
     tpl = _env().get_template("report.html.j2")
     return tpl.render(
         run=view, totals=view.totals, verdicts=view.verdict_counts,
+        stopped=sum(c.stopped_early is not None for c in view.cells),
         confidence_pct=pct(view.confidence), comparisons=view.comparisons,
         alpha=round(1 - view.confidence, 4), diff=view.previous,
         previous_note=view.previous_note, signatures=view.signature_totals(),

@@ -32,6 +32,14 @@ def cell_dict(c: CellView) -> dict[str, Any]:
                        for s in c.signatures],
         "verdict": c.verdict,
         "versions": dict(c.versions),
+        "interval": c.interval,
+        "stopped_early": ({"decision": c.stopped_early.decision,
+                           "at_boot": c.stopped_early.at_boot,
+                           "outcome": c.stopped_early.outcome,
+                           "low": c.stopped_early.low, "high": c.stopped_early.high,
+                           "method": c.stopped_early.method}
+                          if c.stopped_early else None),
+        "statements": [j.claim or j.statement for j in c.judgements],
     }
 
 

@@ -33,6 +33,11 @@ def _props(cell: CellView) -> list[tuple[str, str]]:
     props += [(f"host.{k}", show_value(v)) for k, v in cell.host_attrs]
     props += [(f"version.{k}", v) for k, v in cell.versions]
     props.append(("verdict", cell.verdict))
+    props.append(("interval", cell.interval))
+    if cell.stopped_early is not None:
+        se = cell.stopped_early
+        props += [("stopped_early", "true"), ("stopped_at_boot", str(se.at_boot)),
+                  ("stopped_decision", se.decision)]
     return props
 
 

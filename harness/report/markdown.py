@@ -22,8 +22,10 @@ def _cell_rows(cells: list[CellView]) -> list[str]:
     rows = ["| cell | vCPU offline | boot failure | infra | verdict |",
             "|---|---|---|---:|---|"]
     for c in cells[:MAX_ROWS]:
+        early = " (stopped early)" if c.stopped_early else ""
         rows.append(f"| {md_escape(c.id)} | {rate_text(c.vcpu_offline_rate)} | "
-                    f"{rate_text(c.boot_failure_rate)} | {c.infra_error} | **{c.verdict}** |")
+                    f"{rate_text(c.boot_failure_rate)} | {c.infra_error} | "
+                    f"**{c.verdict}**{early} |")
     if len(cells) > MAX_ROWS:
         rows.append(f"| ... and {len(cells) - MAX_ROWS} more | | | | |")
     return rows
@@ -108,15 +110,24 @@ def to_markdown(view: RunView) -> str:
         f"{t['boots']} boots ({t['ok']} ok, {t['vcpu_offline']} vCPU offline, "
         f"{t['boot_failure']} boot failure, {t['infra_error']} infrastructure error).",
         "",
-        f"**{counts['fail']} fail, {counts['undecided']} undecided, {counts['pass']} pass**"
+        f"**{counts['fail']} fail, {counts['undecided']} undecided, {counts['pass']} pass, "
+        f"{counts['clean']} clean**"
         + (f" ({counts['not_judged']} not judged)" if counts.get("not_judged") else "")
-        + f" (intervals at {pct(view.confidence)}; infrastructure errors are not in the rates).",
+        + f" (intervals at {pct(view.confidence)}; infrastructure errors are not in the rates;"
+        " clean: no failure seen, no rate ruled out).",
         "",
     ]
     lines += completeness_lines(view)
+    early = [c for c in view.cells if c.stopped_early]
+    if early:
+        lines += [f"{len(early)} cells stopped early (adaptive): their intervals are "
+                  "confidence sequences, valid at the stop.", ""]
     failed = [c for c in view.cells if c.verdict == "fail"]
     undecided = [c for c in view.cells if c.verdict == "undecided"]
-    for title, cells in (("Failing cells", failed), ("Undecided cells", undecided)):
+    tables = [("Failing cells", failed), ("Undecided cells", undecided),
+              ("Cells stopped early", [c for c in early if c.verdict != "fail"
+                                       and c.verdict != "undecided"])]
+    for title, cells in tables:
         if cells:
             lines += [f"## {title}", "", *_cell_rows(cells), ""]
     sigs = view.signature_totals()

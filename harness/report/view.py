@@ -21,7 +21,9 @@ OUTCOME_LABELS = {
     "boot_failure": "boot failure",
     "infra_error": "infrastructure error",
 }
-VERDICTS = ("fail", "undecided", "pass", "not_judged")
+VERDICTS = ("fail", "undecided", "pass", "clean", "not_judged")
+# "clean": a maximum of 0 and no failure seen, no rate to rule out asked or reached (its
+# own word: "no failure in n boots (rate < X% at 95%)" is no proof of a zero rate)
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,19 @@ class Rate:
 
     def as_dict(self) -> dict[str, float | None]:
         return {"value": self.value, "low": self.low, "high": self.high}
+
+
+@dataclass(frozen=True)
+class StoppedEarly:
+    """Adaptive stopping cut the cell short: the verdict it made, at which guest boot, and
+    on which interval (the cell's rates are then shown as confidence sequences)."""
+
+    decision: str  # "pass" | "fail"
+    at_boot: int
+    outcome: str  # the class whose interval decided it
+    low: float
+    high: float
+    method: str = "confidence sequence"
 
 
 @dataclass(frozen=True)
@@ -94,7 +109,7 @@ class CellView:
     infra_error: int
     vcpu_offline_rate: Rate
     boot_failure_rate: Rate
-    verdict: str  # "pass" | "fail" | "undecided" | "not_judged"
+    verdict: str  # "pass" | "clean" | "fail" | "undecided" | "not_judged"
     judgements: tuple[Judgement, ...] = ()
     signatures: tuple[SignatureCount, ...] = ()
     params: tuple[tuple[str, Any], ...] = ()  # other matrix axes
@@ -103,6 +118,8 @@ class CellView:
     # what the boots ran on (QEMU, libvirt, host kernel, firmware, guest kernel): each
     # name with the distinct values the cell's boots recorded, comma-separated
     versions: tuple[tuple[str, str], ...] = ()
+    stopped_early: StoppedEarly | None = None
+    interval: str = "clopper-pearson"  # how the rates' intervals were made
 
     @property
     def boots(self) -> int:

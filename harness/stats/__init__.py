@@ -2,16 +2,21 @@
 
 API (everything takes plain counts; ``k`` events out of ``n`` guest boots):
 
-- ``wilson(k, n, confidence)`` -> ``Interval``: two-sided Wilson score interval, for display.
+- ``display_interval(k, n, confidence)`` -> ``Interval``: what reports show for a fixed-n
+  rate (two-sided Clopper-Pearson: >= 95% coverage at every rate, where Wilson's drops to
+  84% near 0.17/n). ``wilson`` stays for Newcombe's difference interval.
 - ``upper_bound(k, n, confidence)`` / ``lower_bound(...)``: one-sided Clopper-Pearson
   bounds, for claims ("vCPU-offline rate below 1.2% with 95% confidence").
   ``zero_failure_bound(n, confidence)`` = ``1 - (1 - C) ** (1 / n)`` (the k = 0 case).
-- ``rate(k, n)`` -> ``Rate`` (value, Wilson low/high, one-sided CP upper bound).
+- ``rate(k, n)`` -> ``Rate`` (value, displayed low/high, one-sided CP upper bound).
 - ``CellCounts`` / ``count_outcomes(outcomes)``: boots per outcome class; ``n`` (the
   denominator of every rate) excludes infrastructure errors.
 - ``signature_counts(signature_lists)``: boots per signature, most frequent first.
-- ``judge(counts, expect)`` -> ``Judgement``: the cell's verdict ``pass`` / ``fail`` /
-  ``undecided`` / ``not_judged`` against its ``Expectation`` (rules in docs/results.md).
+- ``judge(counts, expect)`` -> ``Judgement``: the cell's verdict ``pass`` / ``clean`` /
+  ``fail`` / ``undecided`` / ``not_judged`` against its ``Expectation`` (rules in
+  docs/results.md); ``clean`` = maximum 0, no event, no ``rule_out`` reached or asked.
+- ``judge_sequential(counts, expect)``: the same read off ``confidence_sequence`` (valid
+  after an adaptive early stop).
 - ``boots_to_decide(k, n, maximum, confidence)``: more boots that would decide an
   undecided class if the observed rate held.
 - ``compare(label, a, b, outcome, alternative)`` -> ``Comparison``: one-sided Boschloo
@@ -39,11 +44,13 @@ from harness.stats.compare import (
     newcombe,
 )
 from harness.stats.rates import (
+    DISPLAY_METHOD,
     CellCounts,
     Interval,
     Rate,
     clopper_pearson,
     count_outcomes,
+    display_interval,
     lower_bound,
     rate,
     rates_of,
@@ -52,9 +59,17 @@ from harness.stats.rates import (
     wilson,
     zero_failure_bound,
 )
-from harness.stats.sequential import SprtDecision, sprt_decision
+from harness.stats.sequential import (
+    CS_METHOD,
+    SprtDecision,
+    confidence_sequence,
+    judge_cell,
+    judge_sequential,
+    sprt_decision,
+)
 from harness.stats.verdict import (
     MAX_BOOTS_TO_DECIDE,
+    SUCCESS,
     ClassJudgement,
     Judgement,
     Status,
@@ -65,8 +80,11 @@ from harness.stats.verdict import (
 
 __all__ = [
     "BOSCHLOO_MAX_TABLE",
+    "CS_METHOD",
+    "DISPLAY_METHOD",
     "JUDGED",
     "MAX_BOOTS_TO_DECIDE",
+    "SUCCESS",
     "Alternative",
     "CellCounts",
     "ClassJudgement",
@@ -82,11 +100,15 @@ __all__ = [
     "clopper_pearson",
     "compare",
     "compare_along",
+    "confidence_sequence",
     "count_outcomes",
+    "display_interval",
     "exact_test",
     "holm",
     "judge",
+    "judge_cell",
     "judge_class",
+    "judge_sequential",
     "lower_bound",
     "newcombe",
     "rate",

@@ -1,10 +1,12 @@
-"""Single rates: Wilson (display) and Clopper-Pearson (claims) bounds, counts per cell
-and per signature. Pure and cached."""
+"""Single rates: the displayed interval (two-sided Clopper-Pearson: it covers at least its
+confidence at every rate, where Wilson's covers 84% near 0.17/n, the rare-failure range
+this lab lives in; ``benchmarks/bench_coverage.py``), one-sided Clopper-Pearson bounds for
+claims, counts per cell and per signature. Pure and cached."""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -26,6 +28,9 @@ class Interval:
 
     def __contains__(self, x: float) -> bool:
         return self.low <= x <= self.high
+
+    def __iter__(self) -> Iterator[float]:  # lo, hi = interval
+        return iter((self.low, self.high))
 
 
 @lru_cache(maxsize=65536)
@@ -90,10 +95,21 @@ def lower_bound(k: float, n: int, confidence: float = 0.95) -> float:
     return float(sps.beta.ppf(1.0 - confidence, k, n - k + 1))
 
 
+DISPLAY_METHOD = "clopper-pearson"
+
+
+def display_interval(k: int, n: int, confidence: float = 0.95) -> Interval:
+    """The interval every report shows for a rate of a fixed-n cell: two-sided
+    Clopper-Pearson (never below ``confidence`` coverage; about 5-10% wider than Wilson's
+    at n = 20-200, see docs/results.md for the measured trade-off)."""
+    return clopper_pearson(k, n, confidence)
+
+
 @dataclass(frozen=True)
 class Rate:
-    """``k`` of ``n`` with the Wilson interval (display) and the one-sided Clopper-Pearson
-    upper bound (claims), both at ``confidence``. ``value`` is None when ``n`` is 0."""
+    """``k`` of ``n`` with the displayed interval (``display_interval``; a cell stopped
+    early shows its confidence sequence instead) and the one-sided Clopper-Pearson upper
+    bound (claims), both at ``confidence``. ``value`` is None when ``n`` is 0."""
 
     k: int
     n: int
@@ -107,8 +123,15 @@ class Rate:
         return {"value": self.value, "low": self.low, "high": self.high}
 
 
-def rate(k: int, n: int, confidence: float = 0.95) -> Rate:
-    ci = wilson(k, n, confidence)
+def rate(k: int, n: int, confidence: float = 0.95, sequential: bool = False) -> Rate:
+    """``sequential``: the cell was stopped by looking at its boots (adaptive), so the
+    interval shown is the confidence sequence (valid at the stop), not the fixed-n one."""
+    if sequential:
+        from harness.stats.sequential import confidence_sequence
+
+        ci = confidence_sequence(k, n, confidence)
+    else:
+        ci = display_interval(k, n, confidence)
     return Rate(k, n, k / n if n else None, ci.low, ci.high, upper_bound(k, n, confidence),
                 confidence)
 
@@ -135,10 +158,11 @@ class CellCounts:
     def k(self, outcome: Outcome | str) -> int:
         return int(getattr(self, Outcome(outcome).value))
 
-    def rate(self, outcome: Outcome | str, confidence: float = 0.95) -> Rate:
+    def rate(self, outcome: Outcome | str, confidence: float = 0.95,
+             sequential: bool = False) -> Rate:
         if Outcome(outcome) is Outcome.INFRA_ERROR:
             raise ValueError("infrastructure errors have no rate (not guest boots)")
-        return rate(self.k(outcome), self.n, confidence)
+        return rate(self.k(outcome), self.n, confidence, sequential)
 
     def __add__(self, other: CellCounts) -> CellCounts:
         return CellCounts(self.ok + other.ok, self.vcpu_offline + other.vcpu_offline,

@@ -10,7 +10,8 @@ from typing import Literal
 from harness.model import Expectation, Outcome
 from harness.stats.rates import CellCounts, _check, lower_bound, upper_bound
 
-Status = Literal["pass", "fail", "undecided", "not_judged"]
+Status = Literal["pass", "clean", "fail", "undecided", "not_judged"]
+SUCCESS: frozenset[str] = frozenset({"pass", "clean", "not_judged"})  # exit status 0
 MAX_BOOTS_TO_DECIDE = 10_000_000
 
 
@@ -28,6 +29,8 @@ class ClassJudgement:
     upper: float  # one-sided CP upper bound at confidence
     more_boots: int | None  # None: decided, or the observed rate never decides it
     statement: str
+    method: str = "clopper-pearson"  # the bounds: one-sided Clopper-Pearson, or the
+    # two ends of a confidence sequence (cells stopped early, harness.stats.sequential)
 
 
 @dataclass(frozen=True)
@@ -100,49 +103,62 @@ def _decided(k: float, n: int, maximum: float, confidence: float) -> bool:
             or lower_bound(k, n, confidence) > maximum)
 
 
+def clean_text(name: str, n: int, upper: float, confidence: float) -> str:
+    """What ``n`` clean boots support, and nothing more."""
+    return (f"{name}: no failure in {n} boots (rate < {_pct(upper)} at "
+            f"{100 * confidence:g}%)")
+
+
 @lru_cache(maxsize=65536)
-def judge_class(outcome: str, k: int, n: int, maximum: float,
-                confidence: float = 0.95) -> ClassJudgement:
+def judge_class(outcome: str, k: int, n: int, maximum: float, confidence: float = 0.95,
+                rule_out: float | None = None) -> ClassJudgement:
     """Rules (see docs/results.md): ``fail`` when the one-sided lower bound is above the
-    maximum; ``pass`` when the one-sided upper bound is below it, or, for a maximum of 0,
-    when no event was seen in at least one boot (the statement then only claims the
-    zero-failure bound, never a zero rate); otherwise ``undecided``."""
+    maximum; ``pass`` when the one-sided upper bound is below it. A maximum of 0 can never
+    be shown by data: with no event the class is ``clean`` ("no failure in n boots (rate <
+    X% at 95%)"), or ``pass`` when the matrix names a rate to ``rule_out`` and the clean
+    boots' upper bound is below it (else ``undecided`` with the boots still needed);
+    otherwise ``undecided``."""
     _check(k, n, confidence)
     lo, up = lower_bound(k, n, confidence), upper_bound(k, n, confidence)
     c = f"{100 * confidence:g}% confidence"
     name = outcome.replace("_", "-")
     status: Status
+    more: int | None = None
     if n == 0:
         status, text = "undecided", f"{name}: no guest boots yet"
+        more = boots_to_decide(k, n, maximum if maximum > 0 else (rule_out or 0.0),
+                               confidence)
     elif lo > maximum:
         status = "fail"
         text = (f"{name} rate above {_pct(lo)} with {c} ({k}/{n}); "
                 f"maximum {_pct(maximum)}")
     elif maximum <= 0 and k == 0:
-        status = "pass"
-        text = (f"{name}: 0/{n} boots; rate below {_pct(up)} with {c} "
-                f"(maximum 0: no event seen)")
+        text = clean_text(name, n, up, confidence)
+        if rule_out is None:
+            status = "clean"
+        elif up < rule_out:
+            status = "pass"
+            text += f"; rules out {_pct(rule_out)}"
+        else:
+            status = "undecided"
+            more = _zero_failure_boots(rule_out, confidence) - n
+            text += (f"; about {more} more clean boots would rule out {_pct(rule_out)}")
     elif up < maximum:
         status = "pass"
         text = f"{name} rate below {_pct(up)} with {c} ({k}/{n}); maximum {_pct(maximum)}"
     else:
         status = "undecided"
+        more = boots_to_decide(k, n, maximum, confidence)
         text = (f"{name} {k}/{n}: rate between {_pct(lo)} and {_pct(up)} "
                 f"({c}), maximum {_pct(maximum)}")
-    more = boots_to_decide(k, n, maximum, confidence) if status == "undecided" else None
-    if status == "undecided":
         text += (f"; about {more} more boots would decide it if the rate held"
                  if more is not None else "; more boots at this rate would not decide it")
     return ClassJudgement(outcome, k, n, maximum, confidence, status, lo, up, more, text)
 
 
-def judge(counts: CellCounts, expect: Expectation) -> Judgement:
-    classes = tuple(
-        judge_class(o.value, counts.k(o), counts.n, maximum, expect.confidence)
-        for o, maximum in ((Outcome.VCPU_OFFLINE, expect.vcpu_offline),
-                           (Outcome.BOOT_FAILURE, expect.boot_failure))
-        if maximum is not None
-    )
+def combine(classes: tuple[ClassJudgement, ...]) -> Judgement:
+    """A cell's verdict from its classes: ``fail`` if any fails, ``undecided`` if any is
+    undecided, ``pass`` if all pass, ``clean`` otherwise (some class clean, none failed)."""
     if not classes:
         return Judgement("not_judged", (), None, "no expectation")
     undecided = [c for c in classes if c.status == "undecided"]
@@ -151,12 +167,27 @@ def judge(counts: CellCounts, expect: Expectation) -> Judgement:
     if any(c.status == "fail" for c in classes):
         status = "fail"
         statement = "; ".join(c.statement for c in classes if c.status == "fail")
-    elif not undecided:
-        status = "pass"
-        statement = "; ".join(c.statement for c in classes)
-    else:
+    elif undecided:
         status = "undecided"
         mores = [c.more_boots for c in undecided]
         more = None if any(m is None for m in mores) else max(m for m in mores if m is not None)
         statement = "; ".join(c.statement for c in undecided)
+    else:
+        status = "pass" if all(c.status == "pass" for c in classes) else "clean"
+        statement = "; ".join(c.statement for c in classes)
     return Judgement(status, classes, more, statement)
+
+
+def judged(expect: Expectation) -> tuple[tuple[Outcome, float], ...]:
+    """The classes an expectation judges, with their maxima."""
+    return tuple((o, m) for o, m in ((Outcome.VCPU_OFFLINE, expect.vcpu_offline),
+                                     (Outcome.BOOT_FAILURE, expect.boot_failure))
+                 if m is not None)
+
+
+def judge(counts: CellCounts, expect: Expectation) -> Judgement:
+    """The fixed-n verdict (the cell's boots were not stopped by looking at them)."""
+    return combine(tuple(
+        judge_class(o.value, counts.k(o), counts.n, maximum, expect.confidence,
+                    expect.rule_out)
+        for o, maximum in judged(expect)))

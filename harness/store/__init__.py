@@ -13,6 +13,7 @@ boot, raw artifacts on disk beside it. Details and rules: docs/results.md.
         done = store.recorded(run.id, cell.id)      # boot indices already done (resume)
         store.record(boot_result)                   # ResultSink: atomic and idempotent
         store.counts(run.id)                        # {cell_id: CellCounts} (progress)
+        store.record_decision(run.id, decision)     # adaptive stop: verdict, boot, interval
         store.mark_finished(run.id)                 # or status="interrupted"
         data = store.load_run(run.id)               # RunData for reports (frozen)
         store.previous_run(matrix.name, before=run.id)  # RunInfo | None, for trends
@@ -34,6 +35,7 @@ from harness.store.db import (
     RunData,
     RunInfo,
     Store,
+    StoredDecision,
     StoreError,
     artifact_dir,
     default_db_path,
@@ -49,6 +51,7 @@ __all__ = [
     "RunInfo",
     "Store",
     "StoreError",
+    "StoredDecision",
     "artifact_dir",
     "default_db_path",
     "make_run_id",

@@ -37,7 +37,9 @@ def cell_to_json(cell: Cell) -> str:
         "host_attrs": [list(p) for p in cell.host_attrs],
         "expect": {"vcpu_offline": cell.expect.vcpu_offline,
                    "boot_failure": cell.expect.boot_failure,
-                   "confidence": cell.expect.confidence},
+                   "confidence": cell.expect.confidence,
+                   **({"rule_out": cell.expect.rule_out}
+                      if cell.expect.rule_out is not None else {})},
         "timeouts": {"boot": cell.timeouts.boot, "ssh": cell.timeouts.ssh,
                      "command": cell.timeouts.command, "shutdown": cell.timeouts.shutdown},
     })

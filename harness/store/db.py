@@ -18,7 +18,7 @@ from typing import Any
 from harness.classify.result import SignatureCount
 from harness.errors import ConfigError, EnvironmentFault
 from harness.model import BootResult, Cell, Finding, Outcome, Signature, safe_name
-from harness.stats import CellCounts, Judgement, judge, signature_counts
+from harness.stats import CellCounts, Judgement, judge_cell, signature_counts
 from harness.store import codec
 from harness.store.schema import LATEST, MIGRATIONS
 
@@ -52,16 +52,35 @@ class InfraEvent:
 
 
 @dataclass(frozen=True)
+class StoredDecision:
+    """Adaptive stopping's decision for a cell (``harness.adaptive.CellDecision``)."""
+
+    cell_id: str
+    decision: str  # "pass" | "fail"
+    at_boot: int  # guest boots of the cell when it was decided
+    outcome: str  # the class whose interval decided it
+    low: float
+    high: float
+    confidence: float
+    method: str  # "confidence sequence"
+
+
+@dataclass(frozen=True)
 class CellData:
     cell: Cell
     position: int  # order in the matrix
     boots: tuple[BootResult, ...]  # by index; at most one per index
     counts: CellCounts
     signatures: tuple[SignatureCount, ...]  # boots per signature, most first
+    decision: StoredDecision | None = None  # stopped early by adaptive stopping
+
+    @property
+    def stopped_early(self) -> bool:
+        return self.decision is not None
 
     @property
     def judgement(self) -> Judgement:
-        return judge(self.counts, self.cell.expect)
+        return judge_cell(self.counts, self.cell.expect, self.stopped_early)
 
 
 @dataclass(frozen=True)
@@ -438,6 +457,26 @@ class Store:
             c.execute("INSERT OR IGNORE INTO boot_signatures SELECT ?, id FROM signatures "
                       "WHERE kind = ? AND title = ?", (boot_id, s.kind, s.title))
 
+    def record_decision(self, run_id: str, d: Any) -> None:
+        """Keep adaptive stopping's decision for a cell (``CellDecision``-like: cell_id,
+        decision, at_boot, outcome, low, high, confidence, method). The first one wins."""
+        try:
+            with self._write() as c:
+                c.execute("INSERT OR IGNORE INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                          (run_id, d.cell_id, d.decision, int(d.at_boot), d.outcome,
+                           float(d.low), float(d.high), float(d.confidence), d.method,
+                           time.time()))
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot record the decision of cell {d.cell_id!r} in run "
+                             f"{run_id!r}: {e}") from None
+
+    def decisions(self, run_id: str) -> dict[str, StoredDecision]:
+        """Adaptive stopping's decisions of a run, by cell id."""
+        rows = self._conn().execute(
+            "SELECT cell_id, decision, at_boot, outcome, low, high, confidence, method "
+            "FROM decisions WHERE run_id = ?", (run_id,))
+        return {r[0]: StoredDecision(*r) for r in rows}
+
     def recorded(self, run_id: str, cell_id: str, include_infra: bool = False) -> set[int]:
         """Boot indices of the cell that are done. Indices that ended in an infrastructure
         error are not done (a resume re-does them) unless ``include_infra``."""
@@ -523,13 +562,15 @@ class Store:
             for b in self.boots(run_id, with_findings=with_findings):
                 by_cell.setdefault(b.cell_id, []).append(b)
             events = tuple(self.infra_events(run_id))
+            decided = self.decisions(run_id)
         finally:
             conn.execute("COMMIT")
         out = []
         for pos, cell in enumerate(cells):
             boots = tuple(by_cell.get(cell.id, ()))
             out.append(CellData(cell, pos, boots, _counts(boots),
-                                signature_counts(b.signatures for b in boots)))
+                                signature_counts(b.signatures for b in boots),
+                                decided.get(cell.id)))
         every = [b for c in out for b in c.boots]
         return RunData(info, tuple(out), events, signature_counts(b.signatures for b in every))
 

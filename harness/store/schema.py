@@ -133,5 +133,25 @@ V4: tuple[str, ...] = (
     )""",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (V1, V2, V3, V4)  # MIGRATIONS[i] makes version i + 1
+# v5: adaptive stopping's decision per cell, with the guest boot it was made at and the
+# interval it was made on (reports show the cell as stopped early, with that interval's
+# method: the confidence sequence).
+V5: tuple[str, ...] = (
+    """CREATE TABLE decisions (
+        run_id TEXT NOT NULL,
+        cell_id TEXT NOT NULL,
+        decision TEXT NOT NULL,
+        at_boot INTEGER NOT NULL,
+        outcome TEXT NOT NULL,
+        low REAL NOT NULL,
+        high REAL NOT NULL,
+        confidence REAL NOT NULL,
+        method TEXT NOT NULL,
+        recorded REAL NOT NULL,
+        PRIMARY KEY (run_id, cell_id),
+        FOREIGN KEY (run_id, cell_id) REFERENCES cells (run_id, id) ON DELETE CASCADE
+    )""",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (V1, V2, V3, V4, V5)  # MIGRATIONS[i] makes version i + 1
 LATEST = len(MIGRATIONS)

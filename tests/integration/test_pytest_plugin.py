@@ -123,6 +123,9 @@ def test_one_test_per_cell_right_verdicts(pytester: pytest.Pytester, matrix: Pat
     assert {c["id"] for c in report["cells"]} == ALL
     verdicts = {c["id"]: c["verdict"] for c in report["cells"]}
     assert {k for k, v in verdicts.items() if v == "fail"} == FAILING
+    # maximum 0 and no failure seen: "clean" (counted as passed), never "pass"
+    assert {k for k, v in verdicts.items() if v == "clean"} == ALL - FAILING - UNDECIDED
+    assert "CLEAN" in result.stdout.str()
     assert sorted(p.name for p in (pytester.path / "out" / run_id).glob("report.*")) == [
         "report.html", "report.json"]
 
@@ -139,7 +142,9 @@ def test_k_selects_cells_and_junit_carries_properties(pytester: pytest.Pytester,
                                    for p in case.iter("property")}
     assert set(props) == {"h-good/g-ok/vcpu4", "h-good/g-ok/vcpu8"}
     p = props["h-good/g-ok/vcpu8"]
-    assert p["boots"] == "3" and p["ok"] == "3" and p["verdict"] == "pass"
+    # maximum 0, no failure in 3 boots, no rate to rule out: "clean", a success, not "pass"
+    assert p["boots"] == "3" and p["ok"] == "3" and p["verdict"] == "clean"
+    assert result.ret == pytest.ExitCode.OK
     assert p["vcpus"] == "8" and p["host"] == "h-good"
 
 

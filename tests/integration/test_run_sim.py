@@ -96,7 +96,7 @@ def test_run_records_the_ground_truth_and_prints_the_table(tmp_path: Path) -> No
     assert p.returncode == 1, err  # es11 cells fail their expectation (max 0)
     rows = boots(tmp_path / "reports" / "simtest.db", "r1")
     assert {(c, i): o for c, i, o in rows} == truth(matrix)
-    assert "n1/es11/vcpu4" in out and "fail" in out and "pass" in out
+    assert "n1/es11/vcpu4" in out and "fail" in out and "clean" in out  # max 0: clean
     assert "144 boots recorded" in out
     report = json.loads((tmp_path / "reports" / "r1" / "report.json").read_text())
     cells = {c["id"]: c for c in report["cells"]}
@@ -204,11 +204,15 @@ def test_infrastructure_faults_are_infra_errors_never_guest_failures(tmp_path: P
     assert "host_gone" in reasons
 
 
-def test_adaptive_stopping_saves_boots_and_decides_like_fixed_n(tmp_path: Path) -> None:
+def test_adaptive_stopping_saves_boots_and_decides_on_the_sequence(tmp_path: Path) -> None:
     from harness.runner import Runner, RunOptions
+    from harness.stats import confidence_sequence
+    from harness.store import Store
 
     matrix = write(tmp_path, boots=150)
-    text = matrix.read_text() + "adaptive: {min_boots: 5}\n"
+    # maximum 0 with a rate to rule out: only then can a clean cell pass (and stop early)
+    text = (matrix.read_text() + "adaptive: {min_boots: 5}\n"
+            + "expect: {vcpu_offline: 0, boot_failure: 0, rule_out: 0.05}\n")
     matrix.write_text(text)
     m = load_matrix(matrix)
     s = Runner(m, RunOptions(run_id="a", reports_dir=tmp_path / "reports",
@@ -220,11 +224,21 @@ def test_adaptive_stopping_saves_boots_and_decides_like_fixed_n(tmp_path: Path) 
         if c.guest == "es11" and c.host == "n1":
             assert s.decisions[c.id] == "fail" and counts.n < 5 + 3  # min boots + slots
         elif c.guest != "es11":
-            # SPRT passes after 58 clean boots; boots already under way on the host's
-            # other slots finish and are recorded too (at most slots - 1 more)
+            # the sequence is below 5% after 116 clean boots; boots already under way on
+            # the host's other slots finish and are recorded too (at most slots - 1 more)
             slots = m.lab.host(c.host).slots
-            assert s.decisions[c.id] == "pass" and 58 <= counts.n < 58 + slots
+            assert s.decisions[c.id] == "pass" and 116 <= counts.n < 116 + slots
     assert s.skipped > 0 and s.booted + s.skipped == 12 * 150
+    with Store(tmp_path / "reports" / "simtest.db") as store:
+        stored = store.decisions("a")
+    assert set(stored) == set(s.decisions)
+    for cid, d in stored.items():
+        assert d.decision == s.decisions[cid] and d.method == "confidence sequence"
+        if d.decision == "pass":
+            ci = confidence_sequence(0, d.at_boot)
+            assert d.at_boot == 116 and (d.low, d.high) == (ci.low, ci.high) and ci.high < 0.05
+        else:
+            assert d.low > 0 and d.at_boot >= 5
     rows = boots(tmp_path / "reports" / "simtest.db", "a")
     assert len(rows) == s.booted
     # --no-adaptive runs every boot

@@ -75,8 +75,9 @@ def test_build_view_counts_and_verdicts_come_from_stats(lab):
     for c, cd in zip(view.cells, data.cells, strict=True):
         assert (c.ok, c.vcpu_offline, c.boot_failure, c.infra_error) == (
             cd.counts.ok, cd.counts.vcpu_offline, cd.counts.boot_failure, cd.counts.infra_error)
-        w = stats.wilson(cd.counts.vcpu_offline, cd.counts.n)
+        w = stats.display_interval(cd.counts.vcpu_offline, cd.counts.n)
         assert (c.vcpu_offline_rate.low, c.vcpu_offline_rate.high) == (w.low, w.high)
+        assert c.interval == "clopper-pearson" and c.stopped_early is None
         assert c.verdict == cd.judgement.status
     assert view.started == "1970-01-01T00:50:00Z"
     assert dict(view.versions)["qemu"] == "7.2.0"
@@ -287,4 +288,68 @@ def test_not_judged_cells_pass_in_junit_and_are_counted(tmp_path):
     cases = ET.parse(written["junit"]).getroot().findall(".//testcase")
     assert cases[0].find("failure") is None and cases[0].find("skipped") is None
     assert cases[1].find("failure") is not None
-    assert "**1 fail, 0 undecided, 0 pass** (1 not judged)" in written["md"].read_text()
+    assert ("**1 fail, 0 undecided, 0 pass, 0 clean** (1 not judged)"
+            in written["md"].read_text())
+
+
+def test_a_cell_stopped_early_shows_its_sequence_and_verdict_in_every_format(tmp_path):
+    """The stored decision (verdict, boot, interval) makes every format show the
+    confidence sequence, the verdict read off it, and the mark "stopped early"; a clean
+    cell of the same run keeps the fixed-n interval and says "clean"."""
+    from harness.adaptive import AdaptiveSettings, decide
+    from harness.cli.run import result_table
+    from harness.model import BootResult, Expectation, Outcome
+    from harness.report.html import payload
+    from harness.runner import RunSummary
+
+    early = Cell("h/g/vcpu2", "m", "h", "g", 2, 400, expect=Expectation(0.05, 0.05))
+    plain = Cell("h/g/vcpu4", "m", "h", "g", 4, 3)
+    n = 120  # the sequence is below 5% from 116 clean boots on
+    made = decide(stats.CellCounts(ok=n), early, AdaptiveSettings())
+    assert made is not None and made.decision == "pass" and made.at_boot == n
+    with Store(tmp_path / "r.db") as store:
+        store.create_run("se", "m", [early, plain])
+        store.record_many([*(BootResult("se", early.id, i, Outcome.OK) for i in range(n)),
+                           *(BootResult("se", plain.id, i, Outcome.OK) for i in range(3))])
+        store.record_decision("se", made)
+        store.record_decision("se", made)  # the first one wins, no error
+        assert list(store.decisions("se")) == [early.id]
+        written = write_reports(store, "se", ["junit", "md", "json", "html"],
+                                tmp_path / "out")
+        view = build_view(store.load_run("se"))
+    cs = stats.confidence_sequence(0, n)
+    fixed = stats.display_interval(0, n)
+    assert cs.high > fixed.high  # the two differ: what is shown matters
+    c0, c1 = view.cells
+    assert c0.verdict == "pass" and c0.stopped_early is not None
+    assert (c0.vcpu_offline_rate.low, c0.vcpu_offline_rate.high) == (cs.low, cs.high)
+    assert c0.interval == "confidence sequence" and c0.stopped_early.at_boot == n
+    assert c1.verdict == "clean" and c1.stopped_early is None
+    assert "no failure in 3 boots (rate < 63.2% at 95%)" in c1.judgements[0].statement
+    doc = json.loads(written["json"].read_text())
+    j0, j1 = doc["cells"]
+    assert j0["vcpu_offline_rate"]["high"] == pytest.approx(cs.high)
+    assert j0["stopped_early"] == {"decision": "pass", "at_boot": n, "outcome": made.outcome,
+                                   "low": made.low, "high": made.high,
+                                   "method": "confidence sequence"}
+    assert j0["interval"] == "confidence sequence" and j1["stopped_early"] is None
+    assert j1["verdict"] == "clean"
+    case = ET.parse(written["junit"]).getroot().findall(".//testcase")[0]
+    props = {p.get("name"): p.get("value") for p in case.iter("property")}
+    assert props["stopped_early"] == "true" and props["stopped_at_boot"] == str(n)
+    assert float(props["vcpu_offline_rate_high"]) == pytest.approx(cs.high, abs=1e-6)
+    md = written["md"].read_text()
+    assert "**pass** (stopped early)" in md and "1 pass, 1 clean" in md
+    assert payload(view)["cells"][0]["e"] is True
+    assert "1 stopped early" in written["html"].read_text()
+    # the terminal table: the same interval and the same mark
+    summary = RunSummary("se", "m", "finished", tmp_path / "r.db", tmp_path, (early, plain),
+                         {early.id: stats.CellCounts(ok=n), plain.id: stats.CellCounts(ok=3)},
+                         0, 0.0, decisions={early.id: "pass"})
+    from rich.console import Console
+
+    con = Console(width=200, record=True)
+    con.print(result_table(summary))
+    text = con.export_text()
+    assert f"[0.0%-{100 * cs.high:.1f}%]" in text and "pass (stopped early)" in text
+    assert "clean" in text

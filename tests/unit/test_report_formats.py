@@ -38,7 +38,7 @@ def test_pct_and_rate_text():
 
 CELL_KEYS = {"id", "host", "guest", "vcpus", "boots", "ok", "vcpu_offline", "boot_failure",
              "infra_error", "vcpu_offline_rate", "boot_failure_rate", "signatures", "verdict",
-             "versions"}
+             "versions", "interval", "stopped_early", "statements"}
 
 
 def test_json_schema_exact(view):
@@ -110,7 +110,7 @@ def test_markdown_lists_failing_cells(view):
     md = to_markdown(view)
     counts = view.verdict_counts
     assert (f"**{counts['fail']} fail, {counts['undecided']} undecided, "
-            f"{counts['pass']} pass**") in md
+            f"{counts['pass']} pass, {counts['clean']} clean**") in md
     for c in view.cells:
         if c.verdict == "fail":
             assert f"| {md_escape(c.id)} |" in md

@@ -10,6 +10,7 @@ from scipy import stats as sps
 from harness.model import Cell, Expectation, Outcome, Signature
 from harness.stats import (
     BOSCHLOO_MAX_TABLE,
+    SUCCESS,
     CellCounts,
     adjust,
     boots_to_decide,
@@ -104,13 +105,33 @@ def test_signature_counts_count_boots_most_first() -> None:
 # --- verdicts ---------------------------------------------------------------------------
 
 
-def test_maximum_zero_passes_only_without_any_event_and_claims_only_the_bound() -> None:
+def test_maximum_zero_without_an_event_is_clean_never_pass_and_claims_only_the_bound(
+        ) -> None:
     j = judge_class("vcpu_offline", 0, 50, 0.0)
-    assert j.status == "pass"
-    assert "0/50" in j.statement and "below 5.8%" in j.statement
+    assert j.status == "clean"
+    assert j.statement == "vcpu-offline: no failure in 50 boots (rate < 5.8% at 95%)"
+    assert judge_class("vcpu_offline", 0, 2, 0.0).statement.endswith("(rate < 77.6% at 95%)")
     assert judge_class("vcpu_offline", 1, 500, 0.0).status == "fail"
     none = judge_class("vcpu_offline", 0, 0, 0.0)
     assert none.status == "undecided" and none.more_boots == 1
+
+
+def test_maximum_zero_passes_only_once_the_named_rate_is_ruled_out() -> None:
+    # 2% at 95% needs 149 clean boots (1 - 0.98^149 > 0.95)
+    j = judge_class("vcpu_offline", 0, 149, 0.0, 0.95, 0.02)
+    assert j.status == "pass" and "rules out 2%" in j.statement and j.upper < 0.02
+    short = judge_class("vcpu_offline", 0, 100, 0.0, 0.95, 0.02)
+    assert short.status == "undecided" and short.more_boots == 49
+    assert "49 more clean boots would rule out 2%" in short.statement
+    assert judge_class("vcpu_offline", 1, 500, 0.0, 0.95, 0.02).status == "fail"
+    none = judge_class("vcpu_offline", 0, 0, 0.0, 0.95, 0.02)
+    assert none.status == "undecided" and none.more_boots == 149
+    e = Expectation(0.0, 0.0, 0.95, rule_out=0.02)
+    assert judge(CellCounts(ok=149), e).status == "pass"
+    assert judge(CellCounts(ok=148), e).status == "undecided"
+    # without rule_out the same clean cell is "clean", counted as success, not as pass
+    assert judge(CellCounts(ok=149), Expectation(0.0, 0.0)).status == "clean"
+    assert {"pass", "clean", "not_judged"} == SUCCESS
 
 
 def test_pass_needs_the_upper_bound_below_the_maximum() -> None:
@@ -129,7 +150,9 @@ def test_fail_needs_the_lower_bound_above_the_maximum() -> None:
 
 def test_cell_verdict_combines_classes() -> None:
     e = Expectation(vcpu_offline=0.01, boot_failure=0.0, confidence=0.95)
-    assert judge(CellCounts(ok=400), e).status == "pass"
+    # one class passes (below 1%), the other is clean (maximum 0, nothing to rule out)
+    assert judge(CellCounts(ok=400), e).status == "clean"
+    assert judge(CellCounts(ok=400), Expectation(0.01, 0.01)).status == "pass"
     fail = judge(CellCounts(ok=399, boot_failure=1), e)
     assert fail.status == "fail" and "boot-failure" in fail.statement
     und = judge(CellCounts(ok=100), e)

@@ -75,7 +75,7 @@ def full_result(index: int = 0) -> BootResult:
 
 
 def test_a_new_database_has_the_latest_schema_and_wal(store: Store) -> None:
-    assert store.schema_version == SCHEMA_VERSION == 4
+    assert store.schema_version == SCHEMA_VERSION == 5
     conn = sqlite3.connect(store.path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}

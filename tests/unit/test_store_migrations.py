@@ -55,7 +55,7 @@ def test_v1_database_is_migrated_without_losing_anything(tmp_path: Path) -> None
     db = tmp_path / "lab.db"
     make_db(db, 1)
     with Store(db) as store:
-        assert store.schema_version == SCHEMA_VERSION == 4
+        assert store.schema_version == SCHEMA_VERSION == 5
         assert store.get_run("old").artifacts_dir is None  # the column v2 added
         counts = store.counts("old")[CELL.id]
         assert (counts.ok, counts.vcpu_offline, counts.infra_error) == (1, 1, 1)
@@ -65,10 +65,10 @@ def test_v1_database_is_migrated_without_losing_anything(tmp_path: Path) -> None
         assert store.recorded("old", CELL.id) == {0, 2}
         assert [b.outcome for b in store.load_run("old").cells[0].boots] == \
             [Outcome.OK, Outcome.INFRA_ERROR, Outcome.VCPU_OFFLINE]
-    assert versions(db) == [1, 2, 3, 4]
+    assert versions(db) == [1, 2, 3, 4, 5]
     with Store(db) as again:  # migrating is done once
-        assert again.schema_version == 4
-    assert versions(db) == [1, 2, 3, 4]
+        assert again.schema_version == 5
+    assert versions(db) == [1, 2, 3, 4, 5]
 
 
 def test_v2_infrastructure_history_survives_v3(tmp_path: Path) -> None:
@@ -81,7 +81,7 @@ def test_v2_infrastructure_history_survives_v3(tmp_path: Path) -> None:
         store.record(BootResult("old", CELL.id, 1, Outcome.INFRA_ERROR, reason="host down",
                                 timings=(("start", 99.0),)))
         assert len(store.infra_events("old")) == 3
-    assert versions(db) == [1, 2, 3, 4]
+    assert versions(db) == [1, 2, 3, 4, 5]
 
 
 def test_a_database_from_a_newer_harness_is_refused_untouched(tmp_path: Path) -> None:
@@ -91,7 +91,7 @@ def test_a_database_from_a_newer_harness_is_refused_untouched(tmp_path: Path) ->
     conn.execute("INSERT INTO schema_version VALUES (99, 0)")
     conn.commit()
     conn.close()
-    with pytest.raises(ConfigError, match=r"newer harness \(schema v99; this one knows up to v4"):
+    with pytest.raises(ConfigError, match=r"newer harness \(schema v99; this one knows up to v5"):
         Store(db)
     assert versions(db)[-1] == 99
 
@@ -104,10 +104,10 @@ def test_a_failed_migration_leaves_the_database_as_it_was(tmp_path: Path,
 
     broken = (*MIGRATIONS[:-1], (*MIGRATIONS[-1], "THIS IS NOT SQL"))
     monkeypatch.setattr(dbmod, "MIGRATIONS", broken)
-    with pytest.raises(StoreError, match=r"migrating to schema v4 failed.*unchanged"):
+    with pytest.raises(StoreError, match=r"migrating to schema v5 failed.*unchanged"):
         Store(db)
     assert versions(db) == [1]
     conn = sqlite3.connect(db)
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
     conn.close()
-    assert "infra_events" not in tables  # v2 and v3 were rolled back together
+    assert "infra_events" not in tables  # v2 to v5 were rolled back together

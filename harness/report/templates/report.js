@@ -51,8 +51,8 @@
     var s = Math.sqrt(Math.max(0, Math.min(1, t)));
     return "hsl(" + Math.round(120 * (1 - s)) + ", 68%, " + Math.round(62 - 12 * s) + "%)";
   }
-  var VCOL = {pass: "hsl(120, 45%, 62%)", clean: "hsl(120, 45%, 62%)",
-              undecided: "hsl(40, 90%, 60%)", fail: "hsl(0, 70%, 55%)", not_judged: "#cfd8dc"};
+  var VCOL = {pass: "hsl(120, 45%, 62%)", clean: "hsl(190, 45%, 62%)", undecided: "hsl(40, 90%, 60%)", fail: "hsl(0, 70%, 55%)",
+              not_judged: "#cfd8dc"};
 
   function visibleCells() {
     var needle = state.search.toLowerCase();
@@ -70,7 +70,7 @@
   function box(cells) {
     var b = {cells: cells, n: {ok: 0, vcpu_offline: 0, boot_failure: 0, infra_error: 0},
              verdict: "not_judged"};
-    var rank = {not_judged: 0, pass: 1, clean: 1, undecided: 2, fail: 3};  // the worst wins
+    var rank = {not_judged: 0, pass: 1, clean: 2, undecided: 3, fail: 4};  // the worst wins
     cells.forEach(function (c) {
       OUT.forEach(function (o, i) { b.n[o] += c.n[i]; });
       if (rank[c.v] > rank[b.verdict]) { b.verdict = c.v; }
@@ -232,7 +232,8 @@
                           pct(r[1]) + ", " + pct(r[2]) + "]"));
       });
       tr.appendChild(el("td", {"class": "num"}, c.n[3]));
-      tr.appendChild(el("td")).appendChild(el("span", {"class": "badge " + c.v}, c.v));
+      tr.appendChild(el("td")).appendChild(el("span", {"class": "badge " + c.v},
+                                               c.v + (c.e ? " (stopped early)" : "")));
       tr.appendChild(el("td", null, c.s.join("; ")));
       tb.appendChild(tr);
     });
