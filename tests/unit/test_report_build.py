@@ -335,8 +335,11 @@ def test_a_cell_stopped_early_shows_its_sequence_and_verdict_in_every_format(tmp
     assert j0["interval"] == "confidence sequence" and j1["stopped_early"] is None
     assert j1["verdict"] == "clean"
     case = ET.parse(written["junit"]).getroot().findall(".//testcase")[0]
-    props = {p.get("name"): p.get("value") for p in case.iter("property")}
+    out = case.find("system-out")
+    assert out is not None and out.text
+    props = dict(line.split(" = ", 1) for line in out.text.splitlines() if " = " in line)
     assert props["stopped_early"] == "true" and props["stopped_at_boot"] == str(n)
+    assert props["interval"] == "confidence sequence"
     assert float(props["vcpu_offline_rate_high"]) == pytest.approx(cs.high, abs=1e-6)
     md = written["md"].read_text()
     assert "**pass** (stopped early)" in md and "1 pass, 1 clean" in md
