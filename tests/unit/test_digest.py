@@ -58,3 +58,20 @@ def test_nothing_new_sends_nothing_and_a_first_night_has_no_new_signatures():
     first = Regressions("n1", None, "no earlier complete run", "m", 0.05, ())
     d1 = build_digest(DigestInput(first, facts), KnownIssues())
     assert not d1.new_signatures and not d1.alarm
+
+
+def test_an_incomplete_night_is_said_and_sent(tmp_path):
+    from harness.notify.digest import from_store
+    from harness.report.sample import record_sample_run
+    from harness.store import Store
+
+    with Store(tmp_path / "lab.db") as store:
+        for i, rid in enumerate(("r1", "r2")):
+            record_sample_run(store, rid, tmp_path / rid, hosts=2, guests=("es11",),
+                              vcpus=(4,), boots=10, started=1_795_000_000 + i * 86400)
+        store.mark_finished("r2", status="interrupted")
+        d = build_digest(from_store(store, "r2", base_url="https://lab/h"), KnownIssues())
+    assert d.baseline_id == "r1"
+    assert any("interrupted" in why for why in d.incomplete), d.incomplete
+    assert d.worth_sending and "INCOMPLETE NIGHT" in d.text()
+    assert ("report", "https://lab/h/r2/report.html") in d.links
