@@ -3,7 +3,8 @@
 Per cell, run ``now`` against its baseline ``before``:
 
 - **new regression** when any of: the verdict turned from pass (or clean) to fail; an
-  outcome class's rate is significantly higher (one-sided exact test, ``now > before``);
+  outcome class's rate is significantly higher (Fisher's one-sided exact test,
+  ``now > before``);
   a signature never seen in the baseline's cell appears significantly often (the same
   one-sided test on boots showing it). The tests form one family, Holm-adjusted over
   the tests that can be significant at all (Tarone's rule: a table whose most extreme
@@ -28,14 +29,13 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from harness.model import Outcome
-from harness.stats import CellCounts, exact_test, holm
+from harness.stats import CellCounts, holm
 
 if TYPE_CHECKING:
     from harness.store import RunData
 
 CLASSES = (Outcome.VCPU_OFFLINE.value, Outcome.BOOT_FAILURE.value)
 GOOD = ("pass", "clean")  # verdicts that say "no failure" (issue 15 adds "clean")
-SCREEN = 4.0  # Boschloo only where Fisher's one-sided p is below SCREEN x alpha
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class Test:
     in_family: bool  # can be significant (Tarone): counted in the Holm family
     p_value: float | None = None  # None when not in the family (never computed)
     p_adjusted: float | None = None
-    method: str = ""  # "boschloo", "fisher", "none"
+    method: str = ""  # "fisher" when tested
     significant: bool = False
 
     def as_dict(self) -> dict[str, Any]:
@@ -188,19 +188,17 @@ def tarone_family(min_ps: Sequence[float], alpha: float) -> list[bool]:
 
 
 @cache
-def one_sided_p(k_now: int, n_now: int, k_before: int, n_before: int,
-                alpha: float) -> tuple[float, str]:
-    """p of "higher now": Fisher's first, Boschloo's (never larger) where Fisher's is
-    below ``SCREEN`` x alpha, so thousands of cells stay fast."""
+def one_sided_p(k_now: int, n_now: int, k_before: int, n_before: int) -> float:
+    """Fisher's one-sided exact p of "higher now". Fisher's, not Boschloo's: the family
+    is chosen from the tables' margins (Tarone), so each test must be valid given its
+    margins, which Fisher's conditional test is and Boschloo's unconditional one is not;
+    with it the family-wise error stays at most alpha, whatever the margins."""
     from scipy.stats import fisher_exact
 
     if k_now + k_before == 0 or n_now == 0 or n_before == 0:
-        return 1.0, "none"
+        return 1.0
     table = [[k_now, k_before], [n_now - k_now, n_before - k_before]]
-    f = float(fisher_exact(table, alternative="greater").pvalue)
-    if f >= SCREEN * alpha:
-        return f, "fisher"
-    return exact_test(k_now, n_now, k_before, n_before, "greater")
+    return float(fisher_exact(table, alternative="greater").pvalue)
 
 
 def _tests(before: CellSnapshot, now: CellSnapshot) -> list[Test]:
@@ -231,14 +229,14 @@ def regressions(before: Sequence[CellSnapshot], now: Sequence[CellSnapshot], *,
             tests += _tests(base[c.cell_id], c)
     in_family = tarone_family([t.min_p for t in tests], alpha)
     fam = [i for i, f in enumerate(in_family) if f]
-    raw = [one_sided_p(tests[i].k_now, tests[i].n_now, tests[i].k_before, tests[i].n_before,
-                       alpha) for i in fam]
-    adj = holm([p for p, _ in raw])
+    raw = [one_sided_p(tests[i].k_now, tests[i].n_now, tests[i].k_before, tests[i].n_before)
+           for i in fam]
+    adj = holm(raw)
     done = list(tests)
-    for i, (p, method), pa in zip(fam, raw, adj, strict=True):
+    for i, p, pa in zip(fam, raw, adj, strict=True):
         t = tests[i]
         done[i] = Test(t.cell_id, t.subject, t.title, t.k_before, t.n_before, t.k_now,
-                       t.n_now, t.min_p, True, p, pa, method, pa < alpha)
+                       t.n_now, t.min_p, True, p, pa, "fisher", pa < alpha)
     by_cell: dict[str, list[Test]] = {}
     for t in done:
         by_cell.setdefault(t.cell_id, []).append(t)
@@ -269,7 +267,7 @@ def _judge_cell(before: CellSnapshot | None, now: CellSnapshot,
         reasons.append(f"verdict {vb} -> fail")
     for t in worse:
         reasons.append(f"{_label(t.subject)} higher: {t.k_before}/{t.n_before} -> "
-                       f"{t.k_now}/{t.n_now} (one-sided {t.method}, Holm-adjusted "
+                       f"{t.k_now}/{t.n_now} (one-sided Fisher, Holm-adjusted "
                        f"p = {t.p_adjusted:.2g})")
     for t in new_sigs:
         if t.significant:

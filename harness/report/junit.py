@@ -70,6 +70,13 @@ def to_xml(view: RunView) -> ET.ElementTree:
     )
     sp = ET.SubElement(suite, "properties")
     ET.SubElement(sp, "property", name="run_id", value=view.id)
+    if view.baseline_reason:
+        base = view.regressions.baseline_id if view.regressions else None
+        ET.SubElement(sp, "property", name="baseline", value=base or "")
+        ET.SubElement(sp, "property", name="baseline_why", value=view.baseline_reason)
+    if view.regressions is not None:
+        ET.SubElement(sp, "property", name="new_regressions",
+                      value=" ".join(c.cell_id for c in view.regressions.new_regressions))
     st = view.completeness
     if st is not None:
         ET.SubElement(sp, "property", name="complete", value="true" if st.complete else "false")

@@ -81,7 +81,7 @@ def regression_lines(r: Regressions, *, heading: str = "##") -> list[str]:
     out.append(f"**{len(r.new_regressions)} new regressions, {len(r.recoveries)} recoveries, "
                f"{len(r.still_failing)} still failing**"
                + (f", {len(r.not_measured)} not measured" if r.not_measured else "")
-               + f" (one-sided exact tests, Holm over the {r.family} of {r.tests} tests "
+               + f" (one-sided Fisher exact tests, Holm over the {r.family} of {r.tests} tests "
                f"that can be significant, alpha {r.alpha:g}).")
     out.append("")
     for title, cells in (("New regressions", r.new_regressions),

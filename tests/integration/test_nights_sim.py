@@ -46,7 +46,7 @@ REGRESSION = """\
     - match: {host: n1, guest: g1, vcpus: 4}
       vcpu_offline: 0.3
     - match: {host: n2, guest: g1, vcpus: 8}
-      vcpu_offline: 0.5
+      vcpu_offline: 0.75
       boot_failure: 0.05
     - match: {host: n3, guest: g2, vcpus: 8}
       boot_failure: 0.25
@@ -175,6 +175,10 @@ def test_the_nightly_rule_alarms_on_night_6_only(lab: Path, hist: dict) -> None:
     assert res.return_value == 0 and "0 new regressions" in res.output
     md = (lab / "reports" / night_id(6) / "summary.md").read_text()
     assert "**3 new regressions" in md
+    props = {p.get("name"): p.get("value") for p in ET.parse(
+        lab / "reports" / night_id(6) / "junit.xml").getroot().iter("property")}
+    assert props["baseline"] == night_id(5) and "latest complete run" in props["baseline_why"]
+    assert set(props["new_regressions"].split()) == REGRESSED
     # a pinned baseline is used and said so
     assert CliRunner().invoke(cli, ["baseline", "pin", night_id(2), "--db", db]).exit_code == 0
     try:
