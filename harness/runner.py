@@ -174,6 +174,8 @@ class Runner:
                         hooks_for=hooks_for, **parts.loop_clock())
 
     def _config(self, cells: list[Cell]) -> dict[str, Any]:
+        from harness.hostfacts import gather as gather_host_facts
+
         o = self.options
         return {
             "harness": __version__, "python": platform.python_version(),
@@ -184,6 +186,9 @@ class Runner:
             "adaptive": self._adaptive() is not None,
             "sim_seed": (self.lab.spec.sim or {}).get("seed"),
             "total_boots": sum(c.boots for c in cells),
+            # what the Ansible role kvm_host gathered (or, locally, the same read here)
+            "host_facts": gather_host_facts(self.lab, {c.host for c in cells},
+                                            o.reports_dir / "hosts"),
         }
 
     def _adaptive(self) -> AdaptiveSettings | None:

@@ -14,7 +14,12 @@ before it is stopped, every ``interval_s``:
 Per vCPU the summary gives ``host_delay_s``: the time the host kept the thread from running
 while the guest could have used it = run-queue delay + time seen frozen or stopped by the
 host (a thread the cgroup freezer holds is asleep, not queued, so ``delay`` alone does not
-see it). ``late_cpu`` is the secondary vCPU with the largest host delay. The samples go to
+see it). ``late_cpu`` is the secondary vCPU with the largest host delay. On a local host
+the sampler also watches the serial console for the guest's ``smp: Bringing up secondary
+CPUs`` and ``smp: Brought up``: the same totals over that bring-up window (from the last
+sample before the first line to the first sample after the second) are ``bringup``, and
+are what ``late_vcpu_delay`` reports (over a whole boot on a loaded host, every vCPU
+waits seconds in the run queue; during bring-up the held one stands out). The samples go to
 the boot's folder as ``host-vcpus.json``; the summary into ``BootResult.extra["hook"]
 ["host_vcpus"]`` (via the hook's ``report``). Sampling never fails a boot: errors are
 counted and the first one kept.
@@ -113,10 +118,40 @@ def _delta(first: Mapping[str, Any], last: Mapping[str, Any], key: str) -> float
     return round(max(0, b - a) / 1e9, 6)
 
 
+BRINGUP_START = "smp: Bringing up secondary CPUs"
+BRINGUP_END = ("smp: Brought up", "SMP: Total of")
+
+
+def bringup_phase(console: str) -> int:
+    """0 before the guest starts its secondaries, 1 while it brings them up, 2 after."""
+    if any(m in console for m in BRINGUP_END):
+        return 2
+    return 1 if BRINGUP_START in console else 0
+
+
+def bringup_window(samples: Sequence[Mapping[str, Any]]) -> tuple[int, int] | None:
+    """Sample indices that bracket the guest's secondary bring-up: the last sample before
+    the console showed it starting, the first that showed it done (None if not seen)."""
+    start = next((i for i, s in enumerate(samples) if s.get("c", 0) >= 1), None)
+    end = next((i for i, s in enumerate(samples) if s.get("c", 0) >= 2), None)
+    if start is None or end is None:
+        return None
+    return max(start - 1, 0), end
+
+
 def summarize(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Per-vCPU totals over the sampled window (see the module doc). ``samples``: in time
-    order, each ``{"t": seconds, "v": {cpu: {time, delay, wait, rq_delay, state, frozen}}}``
-    (any field may be missing)."""
+    """Per-vCPU totals over the sampled window (see the module doc), and over the guest's
+    bring-up (``bringup``) when the console showed it. ``samples``: in time order, each
+    ``{"t": s, "c": bring-up phase, "v": {cpu: {time, delay, wait, rq_delay, state,
+    frozen}}}`` (any field may be missing)."""
+    out = _totals(samples)
+    win = bringup_window(samples)
+    if win is not None and win[1] > win[0]:
+        out["bringup"] = _totals(samples[win[0]:win[1] + 1])
+    return out
+
+
+def _totals(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     if not samples:
         return {"samples": 0, "vcpus": {}}
     cpus = sorted({int(c) for s in samples for c in s["v"]})
@@ -167,6 +202,8 @@ def late_vcpu_delay(extra: Mapping[str, Any], offline: Sequence[int] = (),
     summary = hook.get("host_vcpus") if isinstance(hook, Mapping) else None
     if not isinstance(summary, Mapping):
         return None
+    if isinstance(summary.get("bringup"), Mapping):
+        summary = summary["bringup"]  # the window that matters, when the console showed it
     per = summary.get("vcpus")
     if not isinstance(per, Mapping) or not per:
         return None
@@ -267,6 +304,8 @@ class VcpuSampler:
         self._pid: int | None = None
         self._cg = _Cgroups(None, None)
         self._summary: dict[str, Any] | None = None
+        self._watch_console = False  # local hosts: the console file is cheap to read
+        self._phase = 0
 
     def _error(self, exc: BaseException) -> None:
         self.state.errors += 1
@@ -280,6 +319,7 @@ class VcpuSampler:
         if getattr(domain, "host_is_local", False):
             from harness.lab.freezer import tgid_of
 
+            self._watch_console = True
             try:
                 self._threads = domain.vcpu_threads()  # type: ignore[attr-defined]
                 first = next(iter(self._threads.values()), None)
@@ -323,8 +363,16 @@ class VcpuSampler:
                 if info:
                     v.setdefault(cpu, {}).update(info)
                     self.state.source.add("proc")
+        sample: dict[str, Any] = {"t": t, "v": v}
+        if self._watch_console and self._phase < 2:
+            try:
+                self._phase = bringup_phase(domain.console_text())
+            except Exception as exc:
+                self._error(exc)
+                self._watch_console = False
+        sample["c"] = self._phase
         if v:
-            self.state.samples.append({"t": t, "v": v})
+            self.state.samples.append(sample)
 
     def _finish(self) -> None:
         self._stop.set()

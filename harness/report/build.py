@@ -25,7 +25,9 @@ from harness.report.view import (
     BootView,
     CellView,
     Comparison,
+    DelayPoint,
     Histogram,
+    HostRow,
     Judgement,
     Rate,
     RunView,
@@ -306,6 +308,8 @@ def _config(data: RunData) -> tuple[tuple[tuple[str, Any], ...], tuple[tuple[str
         cfg["artifacts"] = info.artifacts_dir
     versions: dict[str, str] = {}
     for k, v in info.config.items():
+        if k == "host_facts":
+            continue  # its own table (host_rows)
         if k == "versions" and isinstance(v, dict):
             versions.update({str(a): str(b) for a, b in v.items()})
         else:
@@ -321,6 +325,43 @@ def mark_known(cells: tuple[CellView, ...], known: KnownIssues) -> tuple[CellVie
         return replace(c, signatures=sigs)
 
     return tuple(mark(c) for c in cells)
+
+
+def host_rows(data: RunData) -> tuple[HostRow, ...]:
+    """Every host of the run with its attributes and gathered facts."""
+    from harness.hostfacts import FACT_KEYS, fact_rows
+
+    facts = dict(fact_rows(data.run.config.get("host_facts")))
+    attrs: dict[str, tuple[tuple[str, Any], ...]] = {}
+    for cd in data.cells:
+        attrs.setdefault(cd.cell.host, cd.cell.host_attrs)
+    rows = []
+    for host in sorted(set(attrs) | set(facts)):
+        f = facts.get(host, {})
+        rows.append(HostRow(host, attrs.get(host, ()),
+                            tuple((k, f[k]) for k in FACT_KEYS if k in f),
+                            str(f.get("source", "")), str(f.get("error", ""))))
+    return tuple(rows)
+
+
+def delay_points(data: RunData) -> tuple[DelayPoint, ...]:
+    """Boots with per-vCPU host timing: latency against the late vCPU's host delay."""
+    from harness.collect.vcpustats import late_vcpu_delay
+
+    out = []
+    for cd in data.cells:
+        for b in cd.boots:
+            if b.outcome is Outcome.INFRA_ERROR:
+                continue
+            extra = dict(b.extra)
+            late = late_vcpu_delay(extra, b.offline_cpus, b.slowest_cpu)
+            if late is None:
+                continue
+            failed = bool(b.offline_cpus) and late[0] in b.offline_cpus
+            out.append(DelayPoint(cd.cell.id, b.index, late[0], late[1],
+                                  None if failed else b.bringup_latency_s, str(b.outcome),
+                                  "trial" if extra.get("trial") else "boot"))
+    return tuple(out)
 
 
 def build_view(data: RunData, *, previous: RunData | None = None,
@@ -356,4 +397,5 @@ def build_view(data: RunData, *, previous: RunData | None = None,
                                  matrix=data.run.matrix, alpha=round(1 - confidence, 10))
                      if previous is not None else None),
         baseline_reason=previous_note, completeness=completeness,
+        hosts=host_rows(data), delay_points=delay_points(data),
     )

@@ -22,6 +22,7 @@ from harness import __version__
 from harness.report.view import (
     OUTCOME_LABELS,
     BootView,
+    DelayPoint,
     Histogram,
     Rate,
     RunView,
@@ -157,6 +158,52 @@ def histogram_svg(h: Histogram, width: int = 640, height: int = 180) -> dict[str
             "bars": bars, "ticks": ticks, "ymax": ymax}
 
 
+OUTCOME_COLORS = {"ok": "#2f9e44", "vcpu_offline": "#e03131", "boot_failure": "#f08c00"}
+
+
+def _ticks(hi: float, n: int = 5) -> list[float]:
+    step = hi / n if hi > 0 else 1.0
+    mag = 10 ** math.floor(math.log10(step))
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= step)
+    return [round(i * step, 6) for i in range(int(hi / step) + 1)]
+
+
+def scatter_svg(points: tuple[DelayPoint, ...], width: int = 640,
+                height: int = 280) -> dict[str, Any] | None:
+    """Geometry of the latency-vs-host-delay scatter (pure). A point whose vCPU never
+    came up has no latency: it goes into the band above the plot."""
+    shown = [p for p in points if p.latency_s is not None or p.outcome != "ok"]
+    if not shown:
+        return None
+    left, right, top, bottom, band = 52, 14, 8, 34, 26
+    base = height - bottom
+    y0 = top + band + 8  # the plot's top edge, below the "never came up" band
+    xmax = max(p.host_delay_s for p in shown) * 1.05 or 1.0
+    lat = [p.latency_s for p in shown if p.latency_s is not None]
+    ymax = (max(lat) * 1.1 if lat else 1.0) or 1.0
+    xt, yt = _ticks(xmax), _ticks(ymax)
+    xmax, ymax = max(xmax, xt[-1]), max(ymax, yt[-1])
+    pw, ph = width - left - right, base - y0
+    dots = []
+    for p in shown:
+        x = left + pw * p.host_delay_s / xmax
+        y = top + band / 2 if p.latency_s is None else base - ph * p.latency_s / ymax
+        what = "trial" if p.kind == "trial" else "boot"
+        lat_text = "never came up" if p.latency_s is None else f"latency {p.latency_s:.3f} s"
+        dots.append({"x": round(x, 1), "y": round(y, 1), "hollow": p.kind == "trial",
+                     "color": OUTCOME_COLORS.get(p.outcome, "#868e96"),
+                     "label": f"{p.cell} {what} {p.index}: CPU{p.cpu}, host delay "
+                              f"{p.host_delay_s:.3f} s, {lat_text} ({p.outcome})"})
+    return {
+        "width": width, "height": height, "left": left, "right": width - right, "top": top,
+        "band": top + band, "y0": y0, "base": base, "dots": dots,
+        "xticks": [{"x": round(left + pw * v / xmax, 1), "label": _num(v)} for v in xt],
+        "yticks": [{"y": round(base - ph * v / ymax, 1), "label": _num(v)} for v in yt],
+        "n": len(shown), "failed": sum(1 for p in shown if p.latency_s is None),
+        "left_out": len(points) - len(shown),
+    }
+
+
 def _num(x: float) -> str:
     if x == 0 or not math.isfinite(x):
         return "0"
@@ -190,6 +237,7 @@ def render_html(view: RunView) -> str:
         previous_note=view.previous_note, signatures=view.signature_totals(),
         regs=view.regressions, completeness=view.completeness,
         hist=view.latency, svg=histogram_svg(view.latency) if view.latency else None,
+        scatter=scatter_svg(view.delay_points), hosts=view.hosts,
         config=[(k, _show(v)) for k, v in view.config], versions=view.versions,
         payload=script_json(payload(view)), css=_static("report.css"),
         js=_static("report.js"), harness_version=__version__,

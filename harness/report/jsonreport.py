@@ -106,6 +106,12 @@ def to_json(view: RunView) -> dict[str, Any]:
                      "why": view.baseline_reason},
         "regressions": view.regressions.as_dict() if view.regressions else None,
         "completeness": completeness_dict(view),
+        "hosts": [{"name": h.name, "attributes": dict(h.attrs), "facts": dict(h.facts),
+                   "source": h.source, **({"error": h.error} if h.error else {})}
+                  for h in view.hosts],
+        "host_delay": [{"cell": p.cell, "index": p.index, "kind": p.kind, "cpu": p.cpu,
+                        "host_delay_s": p.host_delay_s, "latency_s": p.latency_s,
+                        "outcome": p.outcome} for p in view.delay_points],
     }
 
 

@@ -5,7 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.history.regress import Regressions
-from harness.report.view import OUTCOME_LABELS, CellView, RunDiff, RunView, p_text, pct, rate_text
+from harness.report.view import (
+    OUTCOME_LABELS,
+    CellView,
+    RunDiff,
+    RunView,
+    p_text,
+    pct,
+    rate_text,
+    show_value,
+)
 
 MAX_ROWS = 25
 
@@ -163,6 +172,15 @@ def to_markdown(view: RunView) -> str:
         lines += diff_lines(view.previous, heading="###")
     elif view.previous_note:
         lines += ["## Previous run", "", view.previous_note, ""]
+    if any(h.facts or h.error for h in view.hosts):
+        lines += ["## Hosts", "", "| host | attributes | facts | from |", "|---|---|---|---|"]
+        for h in view.hosts:
+            attrs = ", ".join(f"{k}={show_value(v)}" for k, v in h.attrs)
+            facts = ", ".join(f"{k}={'unknown' if v is None else show_value(v)}"
+                              for k, v in h.facts) + (f" ({h.error})" if h.error else "")
+            lines.append(f"| {md_escape(h.name)} | {md_escape(attrs)} | {md_escape(facts)} "
+                         f"| {md_escape(h.source or 'not gathered')} |")
+        lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
 

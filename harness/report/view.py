@@ -250,6 +250,32 @@ class Histogram:
 
 
 @dataclass(frozen=True)
+class HostRow:
+    """One host of the run: the lab file's attributes beside the facts gathered about it
+    (``harness.hostfacts``: the Ansible role's file, or this machine)."""
+
+    name: str
+    attrs: tuple[tuple[str, Any], ...] = ()
+    facts: tuple[tuple[str, Any], ...] = ()  # FACT_KEYS order
+    source: str = ""
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class DelayPoint:
+    """One boot (or CPU-cycle trial): its secondary bring-up latency against the host
+    delay of its late vCPU (``harness.collect.vcpustats.late_vcpu_delay``)."""
+
+    cell: str
+    index: int
+    cpu: int
+    host_delay_s: float
+    latency_s: float | None  # None when the vCPU never came up (plotted apart)
+    outcome: str
+    kind: str = "boot"  # "boot" or "trial"
+
+
+@dataclass(frozen=True)
 class RunView:
     id: str
     matrix: str
@@ -280,6 +306,8 @@ class RunView:
         why = "; ".join(st.reasons)
         return {cid: f"not measured: {n} of {planned} guest boots ({why})"
                 for cid, n, planned in st.unfinished}
+    hosts: tuple[HostRow, ...] = ()
+    delay_points: tuple[DelayPoint, ...] = ()
 
     @property
     def verdict_counts(self) -> dict[str, int]:

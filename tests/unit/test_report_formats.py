@@ -44,7 +44,10 @@ CELL_KEYS = {"id", "host", "guest", "vcpus", "boots", "ok", "vcpu_offline", "boo
 def test_json_schema_exact(view):
     doc = json.loads(json.dumps(to_json(view)))
     assert set(doc) == {"run", "cells", "comparisons", "previous", "baseline", "regressions",
-                        "completeness"}
+                        "completeness", "hosts", "host_delay"}
+    for h in doc["hosts"]:
+        assert {"name", "attributes", "facts", "source"} <= set(h)
+    assert isinstance(doc["host_delay"], list)
     assert set(doc["run"]) == {"id", "matrix", "started", "finished"}
     assert len(doc["cells"]) == len(view.cells) == 8
     for c in doc["cells"]:

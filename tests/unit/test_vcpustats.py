@@ -150,3 +150,22 @@ def test_sampler_ignores_domains_without_statistics(tmp_path: Path) -> None:
     hook.before_stop(Sim(), _req(tmp_path))  # type: ignore[arg-type]
     hook.after_stop(Sim(), _req(tmp_path))  # type: ignore[arg-type]
     assert hook.report() == {}
+
+
+def test_bringup_window_from_the_console_phase() -> None:
+    assert vs.bringup_phase("Booting Linux\n") == 0
+    assert vs.bringup_phase("[0.1] smp: Bringing up secondary CPUs ...\n") == 1
+    assert vs.bringup_phase("smp: Bringing up secondary CPUs ...\nsmp: Brought up 1 node, "
+                            "2 CPUs\n") == 2
+    run = [{"t": float(i), "c": c, "v": {0: {"delay": int(i * 1e9), "state": "R"},
+                                         1: {"delay": 0, "state": "S", "frozen": 2 <= i < 6}}}
+           for i, c in enumerate([0, 0, 0, 1, 1, 1, 2, 2, 2, 2])]
+    assert vs.bringup_window(run) == (2, 6)
+    s = vs.summarize(run)
+    # whole boot: vCPU 0 queued 9 s, more than vCPU 1 was frozen (4 s)
+    assert s["vcpus"]["0"]["host_delay_s"] == 9.0 and s["vcpus"]["1"]["host_delay_s"] == 4.0
+    b = s["bringup"]
+    assert b["window_s"] == 4.0 and b["samples"] == 5
+    assert b["vcpus"]["1"]["host_delay_s"] == 4.0 and b["vcpus"]["0"]["host_delay_s"] == 4.0
+    assert vs.late_vcpu_delay({"hook": {"host_vcpus": s}}) == (1, 4.0)
+    assert vs.bringup_window([{"t": 0, "c": 1, "v": {}}]) is None
