@@ -17,6 +17,7 @@ with too many infrastructure errors in a row is set aside (``host_failed``) and
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -28,9 +29,11 @@ from typing import Any, Protocol
 
 from harness.backend.base import Backend, BootRequest, Connector, Domain, GuestChannel
 from harness.backend.base import GuestNotReady as GuestNotReady
+from harness.classify.result import Classification
 from harness.collect import commands
 from harness.collect.commands import CommandTimeout
 from harness.collect.console import watch
+from harness.cycle import TrialEvidence
 from harness.errors import CollectError, InfraError
 from harness.evidence import (
     CONSOLE_LIMIT,
@@ -135,6 +138,7 @@ class _Boot:
     ssh_attempts: int = 0
     earlier: list[str] = field(default_factory=list)
     hooks: list[BootHook] = field(default_factory=list)
+    trials: list[TrialEvidence] = field(default_factory=list)  # cpu-cycle mode
 
     def infra_error(self, exc: InfraError) -> None:
         self.infra = f"{exc.reason}: {exc}"
@@ -163,6 +167,7 @@ class _Boot:
             host=host, errors=errors,
             timings=tuple(sorted(self.timings.items(), key=lambda kv: kv[1])),
             hook=tuple(sorted(self.hook.items())), earlier=tuple(self.earlier),
+            trials=tuple(self.trials),
             saw=LoopSaw(failure=self.failure, infra=self.infra,
                         infra_reason=self.infra_reason, retryable=self.infra_retryable,
                         timeout=self.timeout, ssh_error=self.ssh_error,
@@ -283,7 +288,7 @@ class BootLoop:
                   ) -> Generator[BootResult, None, None]:
         """Boot ``indices`` of ``cell`` one after another; record and yield each result.
         Returns early when a stop is requested or the host is set aside."""
-        if cell.reboot is RebootMode.COLD:
+        if cell.reboot in (RebootMode.COLD, RebootMode.CPU_CYCLE):
             yield from self._cold_chunk(cell, indices)
         else:
             yield from self._reuse_chunk(cell, indices)
@@ -323,7 +328,56 @@ class BootLoop:
             done = self._retrying(cell, index, partial(self._cold_boot, cell, index))
             if done is None:
                 return
-            yield self._finish(*done)
+            ev, result = done
+            yield self._finish(ev, result)
+            if ev.trials:
+                yield from self._finish_trials(cell, ev, result)
+
+    def _finish_trials(self, cell: Cell, ev: BootEvidence, result: BootResult
+                       ) -> Iterator[BootResult]:
+        """Record the cpu-cycle trials of a boot (``harness.cycle``), after the boot:
+        each its own folder (``dmesg.txt``: the trial's kernel messages; ``console.log``
+        when the guest stopped answering; ``meta.json``) and row."""
+        from harness import cycle
+        from harness.store.recorder import boot_folder
+
+        history = cycle.CpuHistory()
+        history.note_boot(result.index, result.offline_cpus,
+                          cycle.failure_messages(result.findings))
+        before = result.online_cpus
+        for n, trial_ev in enumerate(ev.trials):
+            index = cycle.trial_index(cell, ev.index, n)
+            rel = boot_folder(cell, index)
+            folder = os.path.join(self.recorder.run_dir, rel)
+            os.makedirs(folder, exist_ok=True)
+            out = cycle.parse_trial(trial_ev.stdout)
+            texts = {"dmesg": out.dmesg if out is not None else trial_ev.stdout}
+            if trial_ev.failure is not None:
+                texts["console"] = trial_ev.console
+            artifacts = {name: f"{rel}/{ARTIFACT_FILES[name]}" for name in texts}
+            artifacts["meta"] = f"{rel}/meta.json"
+            for name, text in texts.items():
+                with open(os.path.join(self.recorder.run_dir, artifacts[name]), "w",
+                          encoding="utf-8", errors="replace") as f:
+                    f.write(text)
+            trial = cycle.trial_result(self.run_id, cell, ev.index, n, trial_ev, history,
+                                       ev.domain, artifacts, classify=self._trial_classify,
+                                       before=before)
+            if trial.online_cpus is not None:
+                before = trial.online_cpus
+            with open(os.path.join(self.recorder.run_dir, artifacts["meta"]), "w",
+                      encoding="utf-8", errors="replace") as f:
+                f.write(meta_json(trial, {}))
+            self.recorder.sink.record(trial)
+            yield trial
+
+    def _trial_classify(self, text: str, expected_cpus: int,
+                        online: str | None = None) -> Classification:
+        if self._classify is not None:
+            return self._classify(text, expected_cpus=expected_cpus, online=online)
+        from harness.classify import classify
+
+        return classify(text, expected_cpus=expected_cpus, online=online)
 
     def _cold_boot(self, cell: Cell, index: int, attempt: int) -> _Boot:
         boot = _Boot(index, attempt)
@@ -337,6 +391,11 @@ class BootLoop:
             self._start(dom, req, boot)
             chan = self._wait_ready(dom, cell, boot, console_from=0)
             self._collect(chan, cell, boot)
+            if cell.reboot is RebootMode.CPU_CYCLE:
+                from harness.cycle import run_cycles
+
+                boot.trials = run_cycles(chan, cell, console=dom.console_text,
+                                         clock=self.clock, stopping=self._stop.is_set)
             chan.close()
         except _GuestFailed as exc:
             boot.failure = str(exc)

@@ -126,6 +126,9 @@ class BootEvidence:
     hook: tuple[tuple[str, Any], ...] = ()  # what fault hooks reported
     earlier: tuple[str, ...] = ()  # infrastructure errors of earlier attempts
     saw: LoopSaw = field(default_factory=LoopSaw)
+    # reboot: cpu-cycle: the trials run after this boot was ready (harness.cycle
+    # .TrialEvidence, in order); each becomes a row of its own after the boot's
+    trials: tuple[Any, ...] = ()
 
     def command(self, name: str) -> CommandEvidence | None:
         for c in self.commands:

@@ -28,6 +28,7 @@ class RebootMode(StrEnum):
     COLD = "cold"  # destroy the domain and start it again
     WARM = "warm"  # `reboot` from inside the guest
     RESET = "reset"  # libvirt reset (hardware reset)
+    CPU_CYCLE = "cpu-cycle"  # cold boot, then offline/online each secondary N times
 
 
 @dataclass(frozen=True)

@@ -77,6 +77,9 @@ class StallHook:
         self.source = source  # "host:<name>" or "guest:<name>"
         self.freeze: Freeze | RemoteFreeze | None = None
         self._timer: threading.Timer | None = None
+        self._watcher: threading.Thread | None = None
+        self._done = threading.Event()
+        self._info: dict[str, Any] = {}
         self._lock = threading.Lock()
 
     def before_resume(self, domain: Domain, request: BootRequest) -> dict[str, Any] | None:
@@ -98,9 +101,35 @@ class StallHook:
             self._timer = threading.Timer(self.fault.seconds, self._thaw)
             self._timer.daemon = True
             self._timer.start()
-        return {"stall": cpu, "stall_s": self.fault.seconds, "stall_method": fr.method,
-                "stall_source": self.source, "stall_thread": fr.tid,
-                "stall_at": time.time()}
+        info: dict[str, Any] = {
+            "stall": cpu, "stall_s": self.fault.seconds, "stall_method": fr.method,
+            "stall_source": self.source, "stall_thread": fr.tid, "stall_at": time.time()}
+        self._info = info
+        if self.fault.thaw_after_failure:
+            info["thaw"] = "after_failure"
+            self._watcher = threading.Thread(target=self._thaw_after_failure,
+                                             args=(domain, cpu, info),
+                                             name=f"stall-watch-{domain.name}", daemon=True)
+            self._watcher.start()
+        return info
+
+    def _thaw_after_failure(self, domain: Domain, cpu: int, info: dict[str, Any]) -> None:
+        """Thaw once the console shows the guest gave up on ``cpu`` (the first phase):
+        the vCPU then starts late, as in the seed. The thaw time goes into ``info``
+        and, through ``report``, into the boot's ``extra["hook"]``."""
+        line = f"CPU{cpu}: failed to come online"
+        while not self._done.wait(0.2):
+            try:
+                seen = line in domain.console_text()
+            except Exception:  # the domain is going away: the timer or after_stop thaws
+                return
+            if seen:
+                with self._lock:
+                    if self.freeze is not None and self.freeze.frozen:
+                        self.freeze.thaw()
+                        self.freeze = None
+                        info["thawed_after_failure_at"] = time.time()
+                return
 
     def _thaw(self) -> None:
         with self._lock:
@@ -108,7 +137,12 @@ class StallHook:
                 self.freeze.thaw()
                 self.freeze = None
 
+    def report(self) -> dict[str, Any]:
+        return {"thawed_after_failure_at": self._info["thawed_after_failure_at"]} if \
+            "thawed_after_failure_at" in self._info else {}
+
     def before_stop(self, domain: Domain, request: BootRequest) -> None:
+        self._done.set()
         with self._lock:
             if self._timer is not None:
                 self._timer.cancel()
@@ -118,6 +152,7 @@ class StallHook:
                 self.freeze = None
 
     def after_stop(self, domain: Domain, request: BootRequest) -> None:
+        self._done.set()
         with self._lock:
             if self._timer is not None:
                 self._timer.cancel()

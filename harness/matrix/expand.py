@@ -11,6 +11,8 @@ from typing import Any
 
 from harness.model import Cell, Expectation, RebootMode, Timeouts
 
+DEFAULT_CYCLES = 3  # harness.cycle.DEFAULT_CYCLES (expand stays free of imports)
+
 CORE_AXES = ("host", "guest", "vcpus")
 CELL_FIELD_AXES = ("reboot", "memory_mib")  # extra axes the boot loop understands
 
@@ -37,6 +39,7 @@ class MatrixSpec:
     axes: tuple[Axis, ...]  # host, guest, vcpus first, then the others in file order
     boots: int = 10
     reboot: RebootMode = RebootMode.COLD
+    cycles: int | None = None  # cpu-cycle cells: trials per secondary CPU per boot
     memory_mib: int = 2048
     expect: Expectation = field(default_factory=Expectation)
     timeouts: Timeouts = field(default_factory=Timeouts)
@@ -91,6 +94,11 @@ def expand(spec: MatrixSpec) -> list[Cell]:
     cells: list[Cell] = []
     for point in points(spec):
         host_attrs = attrs.get(point["host"], ())
+        reboot = RebootMode(point.get("reboot", spec.reboot))
+        params = tuple((a.name, point[a.name]) for a in spec.axes
+                       if a.name not in CORE_AXES and a.name not in CELL_FIELD_AXES)
+        if reboot is RebootMode.CPU_CYCLE and "cycles" not in point:
+            params += (("cycles", spec.cycles or DEFAULT_CYCLES),)
         cell = Cell(
             id=cell_id(point, spec.axes),
             matrix=spec.name,
@@ -98,10 +106,9 @@ def expand(spec: MatrixSpec) -> list[Cell]:
             guest=str(point["guest"]),
             vcpus=int(point["vcpus"]),
             boots=spec.boots,
-            reboot=RebootMode(point.get("reboot", spec.reboot)),
+            reboot=reboot,
             memory_mib=int(point.get("memory_mib", spec.memory_mib)),
-            params=tuple((a.name, point[a.name]) for a in spec.axes
-                         if a.name not in CORE_AXES and a.name not in CELL_FIELD_AXES),
+            params=params,
             host_attrs=host_attrs,
             expect=spec.expect,
             timeouts=spec.timeouts,

@@ -10,13 +10,14 @@ from typing import Any, Literal
 from pydantic import Field
 
 from harness.backend.placement import PLACEMENT_AXES, PlacementError, check_value
+from harness.cycle import MAX_CYCLES
 from harness.errors import ConfigError, ConfigErrors
 from harness.inventory import Frozen, Int, Lab, Name, Num, Text, load_lab, name_problem
 from harness.matrix.expand import CORE_AXES, Axis, MatrixSpec, Override, expand, points
 from harness.model import Cell, Expectation, RebootMode, Timeouts
 from harness.yamlsrc import PathT, YamlDoc, did_you_mean, load_yaml, validate
 
-KNOWN_AXES = (*CORE_AXES, "reboot", "memory_mib", "numa_nodes", *PLACEMENT_AXES)
+KNOWN_AXES = (*CORE_AXES, "reboot", "memory_mib", "numa_nodes", "cycles", *PLACEMENT_AXES)
 MAX_CELLS = 20_000  # cells of one matrix (the product is checked before it is built)
 MAX_TOTAL_BOOTS = 10_000_000  # boots of one run
 MAX_VALUE_CHARS = 128  # an axis value is part of the cell id
@@ -74,6 +75,7 @@ class MatrixModel(Frozen):
     axes: dict[str, Any]
     boots: Int = Field(10, ge=1, le=1_000_000)
     reboot: RebootMode = RebootMode.COLD
+    cycles: Int | None = Field(None, ge=1, le=MAX_CYCLES)  # reboot: cpu-cycle
     memory_mib: Int = Field(2048, ge=64, le=1 << 22)
     timeouts: TimeoutsModel = Field(default_factory=TimeoutsModel)
     expect: ExpectModel = Field(default_factory=ExpectModel)
@@ -175,6 +177,8 @@ class _Builder:
                 axes.append(Axis(name, tuple(self.reboots(path, values))))
             elif name == "memory_mib":
                 axes.append(Axis(name, tuple(self.ints(path, values, 64, 1 << 22))))
+            elif name == "cycles":
+                axes.append(Axis(name, tuple(self.ints(path, values, 1, MAX_CYCLES))))
             elif name == "numa_nodes":
                 axes.append(Axis(name, tuple(self.ints(path, values, 1, 512))))
             elif name in PLACEMENT_AXES:
@@ -223,6 +227,7 @@ class _Builder:
             axes=tuple(axes),
             boots=m.boots,
             reboot=m.reboot,
+            cycles=m.cycles,
             memory_mib=m.memory_mib,
             expect=Expectation(**m.expect.model_dump()),
             timeouts=Timeouts(**m.timeouts.model_dump()),
