@@ -97,9 +97,10 @@ class StallFault(Frozen):
     # long enough that the vCPU never comes up during the boot: a thaw just after the
     # guest gave up on the CPU (5 s) can hang a TCG guest (docs/local-lab.md)
     seconds: Num = Field(600.0, gt=0, le=3600)
-    # thaw as soon as the guest gave up on the CPU ("CPUn: failed to come online" on the
-    # serial console) instead of after ``seconds``: the vCPU then comes up late, as in
-    # the seed, and a later CPU_ON of it meets PSCI's "already on" (cpu-cycle mode)
+    # thaw once the guest gave up on the CPU ("CPUn: failed to come online" on the serial
+    # console) and finished bringing up the others, instead of after ``seconds``: the
+    # vCPU then comes up late, as in the seed, and a later CPU_ON of it meets PSCI's
+    # "already on" (cpu-cycle mode)
     thaw_after_failure: Bool = False
 
 

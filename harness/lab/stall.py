@@ -53,6 +53,11 @@ def choose(fault: StallFault, request: BootRequest, source: str) -> int | None:
         return None
     if fault.cpu is not None:
         return fault.cpu if fault.cpu < vcpus else None
+    if fault.thaw_after_failure:
+        # the last secondary: the guest clears its boot data only after a failure, so a
+        # late CPU that is not the last one arrives with the next CPU's idle task and
+        # stack (two CPUs as one: "Attempted to kill the idle task!", seen on 6.1)
+        return vcpus - 1
     return rng.randint(1, vcpus - 1)
 
 
@@ -114,16 +119,21 @@ class StallHook:
         return info
 
     def _thaw_after_failure(self, domain: Domain, cpu: int, info: dict[str, Any]) -> None:
-        """Thaw once the console shows the guest gave up on ``cpu`` (the first phase):
-        the vCPU then starts late, as in the seed. The thaw time goes into ``info``
-        and, through ``report``, into the boot's ``extra["hook"]``."""
+        """Thaw once the console shows the guest gave up on ``cpu`` (the first phase)
+        and finished its bring-up: the vCPU then starts late, as in the seed. The thaw
+        time goes into ``info`` and, through ``report``, into the boot's
+        ``extra["hook"]``."""
+        from harness.collect.vcpustats import BRINGUP_END
+
         line = f"CPU{cpu}: failed to come online"
         while not self._done.wait(0.2):
             try:
-                seen = line in domain.console_text()
+                text = domain.console_text()
             except Exception:  # the domain is going away: the timer or after_stop thaws
                 return
-            if seen:
+            # after the whole bring-up, not at once: a CPU arriving while the guest brings
+            # up the next one takes that one's boot data (two CPUs as one, then an Oops)
+            if line in text and any(m in text for m in BRINGUP_END):
                 with self._lock:
                     if self.freeze is not None and self.freeze.frozen:
                         self.freeze.thaw()

@@ -5,8 +5,8 @@ One run of two pinned cpu-cycle cells (2 boots, 8 trials):
 
 - ``clean``: every trial ok, each vCPU thread's affinity what ``vcpupin`` asked for, the
   guest memory bound to node 0 (``numatune strict:0``), the cell's XML valid;
-- ``late``: one secondary vCPU frozen until the guest gives up on it, then thawed (the
-  seed's first phase: ``CPUn: failed to come online``); the trials that online it again
+- ``late``: the last secondary vCPU frozen until the guest gives up on it, then thawed
+  (the seed's first phase: ``CPUn: failed to come online``); the trials that online it again
   meet PSCI's "already on" (``psci: failed to boot CPUn (-22)``, the second phase), with
   the ``psci_already_on`` signature and a link to the boot's failure of the same CPU; the
   frozen vCPU has the largest host delay.
@@ -136,7 +136,7 @@ def test_stalling_host_shows_both_phases_for_the_same_cpu(run: dict[str, Any]) -
     boot, *trials = _cell(run, "late")
     hook = dict(boot.extra)["hook"]
     cpu = hook["stall"]
-    assert cpu in (1, 2) and hook["thaw"] == "after_failure"
+    assert cpu == 2 and hook["thaw"] == "after_failure"  # the last secondary (stall.py)
     assert "thawed_after_failure_at" in hook  # the vCPU came up late, after the give-up
     # first phase, at boot
     assert boot.outcome is Outcome.VCPU_OFFLINE and boot.offline_cpus == (cpu,), boot.reason
@@ -159,13 +159,16 @@ def test_stalling_host_shows_both_phases_for_the_same_cpu(run: dict[str, Any]) -
                                         "message": f"CPU{cpu}: failed to come online"}
         dmesg = (run["summary"].run_dir / dict(t.artifacts)["dmesg"]).read_text()
         assert f"psci: failed to boot CPU{cpu} (-22)" in dmesg
-    # the frozen vCPU's host delay is the largest, over the boot and over the bring-up
+    # the frozen vCPU's host delay is the largest during the bring-up; over the whole boot
+    # it is the only one frozen (once thawed it spins in the background, and the others
+    # then wait in the host's run queue: the whole boot is not the window to compare)
     hv = _hostv(boot)
-    assert hv["late_cpu"] == cpu
-    for window in (hv, hv["bringup"]):
-        delays = {int(c): v["host_delay_s"] for c, v in window["vcpus"].items()}
-        assert max(delays, key=lambda c: delays[c]) == cpu, delays
-        assert window["vcpus"][str(cpu)]["frozen_s"] > 4.0  # past the 5 s timeout, sampled
+    bring = hv["bringup"]
+    delays = {int(c): v["host_delay_s"] for c, v in bring["vcpus"].items()}
+    assert bring["late_cpu"] == cpu and max(delays, key=lambda c: delays[c]) == cpu, delays
+    assert bring["vcpus"][str(cpu)]["frozen_s"] > 4.0  # past the 5 s timeout, sampled
+    frozen = {int(c): v["frozen_s"] for c, v in hv["vcpus"].items()}
+    assert frozen[cpu] > 4.0 and all(f == 0 for c, f in frozen.items() if c != cpu), frozen
 
 
 def test_report_plots_latency_against_host_delay(run: dict[str, Any]) -> None:
