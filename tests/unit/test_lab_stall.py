@@ -148,3 +148,11 @@ def test_reap_hook_ignores_processes_that_are_not_our_children() -> None:
     assert hook.before_resume(_Dom(), _req(0)) is None  # type: ignore[arg-type]
     assert hook.thread is None
     hook.after_stop(_Dom(), _req(0))  # type: ignore[arg-type]
+
+
+def test_a_stall_thawed_after_the_failure_takes_the_last_secondary() -> None:
+    late = StallFault(probability=1.0, thaw_after_failure=True)
+    assert {choose(late, _req(i, vcpus=4), "s") for i in range(20)} == {3}
+    assert choose(late, _req(0, vcpus=2), "s") == 1
+    assert choose(StallFault(probability=1.0, cpu=1, thaw_after_failure=True),
+                  _req(0, vcpus=4), "s") == 1  # a fixed CPU is the user's choice
