@@ -27,7 +27,9 @@ from harness.sim.model import Fate, SimModel, fate, load_sim_model, uri_seed
 
 @dataclass
 class SimDomain:
-    """One simulated guest. Its fate is fixed when it is defined."""
+    """One simulated guest. Each boot of it has its own fate: the boot it was defined for
+    (``index``), and after every warm reboot or reset the next index, drawn exactly as a
+    cold boot of that index would be, so results do not depend on how boots are chunked."""
 
     name: str
     fate: Fate
@@ -37,8 +39,11 @@ class SimDomain:
     backend: SimBackend
     active: bool = False
     started_at: float = 0.0
+    guest: str = ""
+    index: int = 0
     _texts: dict[str, str] = field(default_factory=dict)
     _cuts: list[tuple[float, int]] = field(default_factory=list)
+    _earlier: str = ""  # the console of the boots before this one (it accumulates)
 
     def _check_host(self) -> None:
         self.backend.check_alive()
@@ -63,7 +68,16 @@ class SimDomain:
         self.active = False
 
     def reset(self) -> None:
+        """A reboot of the running guest: the next boot index, with its own fate."""
         self._check_host()
+        if self.started_at:
+            self._earlier += self._full_console()
+        self.index += 1
+        b = self.backend
+        self.fate = fate(b.model, seed=b.seed, host=b.host_name, attrs=b.host.attributes,
+                         guest=self.guest, vcpus=self.vcpus, index=self.index)
+        self._texts.clear()
+        self._cuts = []
         self.started_at = self.clock.now()
 
     def reboot(self) -> None:
@@ -85,17 +99,20 @@ class SimDomain:
         the login prompt once it is up, so a panic shows when it would happen."""
         if not self.started_at:
             return ""
+        full = self._full_console()
+        uptime = self.clock.now() - self.started_at
+        if uptime >= self.fate.boot_seconds - 1e-3:  # unix-time floats: ~1e-7 s steps
+            return self._earlier + full
+        k = bisect.bisect_right(self._cuts, (uptime, len(full)))
+        return self._earlier + (full[:self._cuts[k - 1][1]] if k else "")
+
+    def _full_console(self) -> str:
         if "console" not in self._texts:
             full = text.console(self.release, self.vcpus, self.fate, hostname=self.name,
                                 kernel_log=None if self.fate.failure else self.dmesg())
             self._texts["console"] = full
             self._cuts = text.reveal_points(full)
-        uptime = self.clock.now() - self.started_at
-        full = self._texts["console"]
-        if uptime >= self.fate.boot_seconds - 1e-3:  # unix-time floats: ~1e-7 s steps
-            return full
-        k = bisect.bisect_right(self._cuts, (uptime, len(full)))
-        return full[:self._cuts[k - 1][1]] if k else ""
+        return self._texts["console"]
 
     def dmesg(self) -> str:
         if "dmesg" not in self._texts:
@@ -146,7 +163,7 @@ class SimBackend:
                  attrs=self.host.attributes, guest=request.guest_name, vcpus=cell.vcpus,
                  index=request.boot_index, attempt=attempt)
         dom = SimDomain(request.domain_name, f, cell.vcpus, request.guest.kernel_release,
-                        self.clock, self)
+                        self.clock, self, guest=request.guest_name, index=request.boot_index)
         with self._lock:
             self._domains[dom.name] = dom
         return dom
