@@ -1,19 +1,24 @@
-"""Bayesian bisection against simulated Bernoulli builds: boots and accuracy.
+"""Bayesian bisection against simulated Bernoulli builds: boots, accuracy, rounds, calibration.
 
-For 64 builds, the culprit uniform over 1..63, stop at posterior 0.95, every case repeated
-``--reps`` times (seeded) across ``--processes`` worker processes. Printed per case: mean
-boots (with its standard error), the information floor (log2(63) bits over the capacity of
-the build's failure channel: the best any strategy can do on average when the rates are
-known), the ratio, the share of correct culprits (with a Clopper-Pearson 95% interval), and
-a classic bisect with a fixed K boots per step, K calibrated on the bad build's rate.
+The issue-15 setting: 64 builds, the culprit uniform over 1..63, 8 slots (a round may probe
+up to 8 builds, ``harness.bisect.rounds``), stop at posterior 0.95. Every campaign starts
+as one does in the lab: the night that found the failure recorded ``--seed-boots`` (50)
+boots of the known-good and the known-bad build, and the store holds ``--history`` nights
+x ``--per-night`` boots (10 x 50 = 500) of the known-good build in that cell. The history's
+boots are data of build 0 (``use_recorded``) and, grouped by night, the sample the
+empirical-Bayes prior is fitted to (``harness.bisect.prior``: the good builds' rate prior
+and the baseline model's weight). One lab history per (case, seed), ``--reps`` campaigns
+on it, ``--seeds`` seeds.
 
-Scenarios:
-* ``seeded``: as a campaign starts after the run that found the failure: the known-good and
-  known-bad builds carry ``--seed-boots`` recorded boots each (not counted in the campaign's
-  boots). This is how ``harness bisect`` runs (it reads every recorded boot).
-* ``cold``: nothing recorded; the failure rate is learned during the campaign.
+Printed per case, pooled over seeds: mean boots (standard error), the information floor
+(log2(63) bits over the capacity of the build's failure channel: the best any strategy
+does on average when the rates are known), the ratio, correct culprits (Clopper-Pearson
+95%), rounds per campaign, the lowest and highest ratio and accuracy of a single seed, and
+calibration: of the campaigns that stopped claiming >= 0.95, the share that was right.
+Informational rows: the fixed priors of issue 9 with no history, and a classic bisect with
+K boots per step calibrated on the bad build.
 
-Run: ``python benchmarks/bench_bisect.py`` (``--quick`` for a smoke run).
+Run: ``python benchmarks/bench_bisect.py`` (``--quick``: 1 seed x 40 campaigns per case).
 """
 
 from __future__ import annotations
@@ -30,8 +35,9 @@ from functools import cache
 import numpy as np
 from scipy.stats import binomtest
 
-from harness.bisect.model import DEFAULT_PRIORS, ModelChoice, Priors
-from harness.bisect.simulate import run_campaign, run_many
+from harness.bisect.model import Priors
+from harness.bisect.prior import empirical_priors
+from harness.bisect.simulate import run_rounds
 
 N_BUILDS = 64
 CONFIDENCE = 0.95
@@ -42,34 +48,19 @@ class Case:
     name: str
     good: float  # failure rate of good builds
     bad: float  # failure rate of bad builds
-    seeded: bool
-    model: ModelChoice = "auto"
-    slots: int = 1
-    reps_factor: float = 1.0  # share of --reps (for the slower, informational rows)
+    history: bool = True  # the store holds the known-good build's earlier nights (EB)
+    slots: int = 8
     target: bool = True  # the issue's targets apply
-    baseline_weight: float = DEFAULT_PRIORS.baseline  # prior P(model B) in auto
 
 
 CASES = (
-    Case("clean 0.05", 0.0, 0.05, True),
-    Case("clean 0.2", 0.0, 0.2, True),
-    Case("clean 0.6", 0.0, 0.6, True),
-    Case("baseline 0.02/0.2", 0.02, 0.2, True),
-    # informational: the campaign says good builds never fail (model: clean)
-    Case("clean 0.05", 0.0, 0.05, True, model="clean", target=False),
-    Case("clean 0.2", 0.0, 0.2, True, model="clean", target=False),
-    Case("clean 0.6", 0.0, 0.6, True, model="clean", target=False),
-    # informational: nothing recorded before the campaign
-    Case("clean 0.05", 0.0, 0.05, False, target=False),
-    Case("clean 0.2", 0.0, 0.2, False, target=False),
-    Case("clean 0.6", 0.0, 0.6, False, target=False),
-    Case("baseline 0.02/0.2", 0.02, 0.2, False, target=False),
-    # informational: rounds of 8 parallel boots
-    Case("clean 0.2", 0.0, 0.2, True, slots=8, reps_factor=0.2, target=False),
-    # informational: the trade-off between the two targets, by the prior weight of model B
-    *(Case(name, good, bad, True, target=False, baseline_weight=w)
-      for w in (0.25, 0.5, 0.9) for name, good, bad in (("clean 0.05", 0.0, 0.05),
-                                                        ("baseline 0.02/0.2", 0.02, 0.2))),
+    Case("clean 0.05", 0.0, 0.05),
+    Case("clean 0.2", 0.0, 0.2),
+    Case("clean 0.6", 0.0, 0.6),
+    Case("baseline 0.02/0.2", 0.02, 0.2),
+    # informational: no earlier nights in the store, the fixed priors of issue 9
+    Case("clean 0.05", 0.0, 0.05, history=False, target=False),
+    Case("baseline 0.02/0.2", 0.02, 0.2, history=False, target=False),
 )
 
 
@@ -116,96 +107,109 @@ def fixed_k_calibrated(good: float, bad: float, n: int = N_BUILDS) -> tuple[int,
     return k, acc, boots
 
 
-def run_chunk(args: tuple[Case, int, int, int]) -> list[tuple[int, bool, int]]:
-    """(campaign boots, culprit correct, rounds) for ``count`` seeded campaigns."""
-    case, seed, count, seed_boots = args
+def run_chunk(args: tuple[Case, int, int, int, int, int]) -> dict[str, object]:
+    """``count`` campaigns of one case on one simulated lab history (one seed)."""
+    case, seed, count, seed_boots, nights, per_night = args
     rng = np.random.default_rng(seed)
-    priors = Priors(baseline=case.baseline_weight)
     n = N_BUILDS
+    hist = rng.binomial(per_night, case.good, size=nights if case.history else 0)
+    fit = empirical_priors([(per_night, int(x)) for x in hist])
+    priors = fit.priors if case.history else Priors()
     culprit = rng.integers(1, n, size=count)
     rates = np.where(np.arange(n)[None, :] < culprit[:, None], case.good, case.bad)
     k = np.zeros((count, n), dtype=np.int64)
     f = np.zeros((count, n), dtype=np.int64)
-    if case.seeded:
-        for i in (0, n - 1):
-            k[:, i] = seed_boots
-            f[:, i] = rng.binomial(seed_boots, rates[:, i])
-    if case.slots == 1:  # all campaigns in lockstep, one numpy pass per boot
-        res = run_many(rates, rng, CONFIDENCE, boots=k, failures=f, model=case.model,
-                       priors=priors)
-        return [(b, c == int(t), b) for b, c, t in zip(res.boots, res.culprit, culprit,
-                                                        strict=True)]
-    out = []
-    for j in range(count):
-        one = run_campaign(rates[j], rng, CONFIDENCE, slots=case.slots, model=case.model,
-                           boots=k[j], failures=f[j], priors=priors)
-        out.append((one.boots, one.culprit == int(culprit[j]), one.rounds))
-    return out
+    for i in (0, n - 1):
+        k[:, i] = seed_boots
+        f[:, i] = rng.binomial(seed_boots, rates[:, i])
+    k[:, 0] += int(per_night * hist.size)
+    f[:, 0] += int(hist.sum())
+    res = run_rounds(rates, rng, CONFIDENCE, case.slots, boots=k, failures=f, priors=priors)
+    return {"boots": list(res.boots), "correct": [int(c == t) for c, t in
+                                                  zip(res.culprit, culprit, strict=True)],
+            "rounds": list(res.rounds), "reached": [int(x) for x in res.reached],
+            "prior": fit.describe() if case.history else "fixed priors (issue 9)"}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--reps", type=int, default=500, help="campaigns per case (default 500)")
+    ap.add_argument("--reps", type=int, default=200, help="campaigns per case and seed")
+    ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--processes", type=int, default=min(2, os.cpu_count() or 1))
-    ap.add_argument("--seed", type=int, default=2026)
-    ap.add_argument("--seed-boots", type=int, default=100,
-                    help="recorded boots of each known build in the seeded scenario")
-    ap.add_argument("--quick", action="store_true", help="40 campaigns per case")
+    ap.add_argument("--seed", type=int, default=2026, help="first seed")
+    ap.add_argument("--seed-boots", type=int, default=50,
+                    help="boots of the known-good and known-bad build from the night that "
+                         "found the failure")
+    ap.add_argument("--history", type=int, default=10,
+                    help="earlier nights of the known-good build in the store")
+    ap.add_argument("--per-night", type=int, default=50)
+    ap.add_argument("--quick", action="store_true", help="1 seed x 40 campaigns per case")
     args = ap.parse_args(argv)
-    reps = 40 if args.quick else args.reps
+    reps, seeds = (40, 1) if args.quick else (args.reps, args.seeds)
     print("command: python " + " ".join([sys.argv[0], *(argv if argv is not None
                                                          else sys.argv[1:])]))
-    print(f"{N_BUILDS} builds, culprit uniform, stop at posterior >= {CONFIDENCE}, "
-          f"{reps} campaigns per case, {args.processes} processes, seed {args.seed}, "
-          f"seeded = {args.seed_boots} recorded boots on each known build")
+    print(f"{N_BUILDS} builds, culprit uniform, 8 slots, stop at posterior >= {CONFIDENCE}; "
+          f"{seeds} seeds x {reps} campaigns per case; seeded with {args.seed_boots} boots "
+          f"of the known-good and known-bad build; history: {args.history} nights x "
+          f"{args.per_night} boots of the known-good build; {args.processes} processes")
     t0 = time.perf_counter()
-    rows: list[tuple[Case, list[tuple[int, bool, int]]]] = []
-    futures: list[tuple[Case, list[Future[list[tuple[int, bool, int]]]]]] = []
+    jobs: list[tuple[Case, list[Future[dict[str, object]]]]] = []
     with ProcessPoolExecutor(max_workers=args.processes) as pool:
         for ci, case in enumerate(CASES):
-            r = max(10, int(reps * case.reps_factor))
-            chunks = 4 * args.processes
-            sizes = [r // chunks + (1 if i < r % chunks else 0) for i in range(chunks)]
-            jobs = [(case, args.seed * 1_000_003 + 1000 * ci + i, m, args.seed_boots)
-                    for i, m in enumerate(sizes) if m]
-            futures.append((case, [pool.submit(run_chunk, j) for j in jobs]))
-        for case, fs in futures:
-            rows.append((case, [x for fut in fs for x in fut.result()]))
+            fs = [pool.submit(run_chunk, (case, args.seed + 7919 * s + 104729 * ci, reps,
+                                          args.seed_boots, args.history, args.per_night))
+                  for s in range(seeds)]
+            jobs.append((case, fs))
+        results = [(case, [fut.result() for fut in fs]) for case, fs in jobs]
     elapsed = time.perf_counter() - t0
-    head = (f"{'case':<18} {'model':<6} {'P(B)':>4} {'start':<7} {'slots':>5} {'n':>4} "
-            f"{'boots':>8} {'+-se':>5} {'floor':>6} {'ratio':>5} {'correct':>7} {'95% CI':>13} "
-            f"{'rounds':>6} {'K':>4} {'K-boots':>7} {'K-acc':>5}  target")
+    head = (f"{'case':<18} {'store':<8} {'n':>5} {'boots':>7} {'+-se':>5} {'floor':>6} "
+            f"{'ratio':>5} {'seeds':>10} {'correct':>7} {'95% CI':>13} {'seeds':>11} "
+            f"{'rounds':>6} {'calib':>6} {'K':>3} {'K-boots':>7}  target")
     print(head)
     print("-" * len(head))
     ok_all = True
-    for case, res in rows:
-        boots = np.array([b for b, _, _ in res], dtype=float)
-        correct = sum(c for _, c, _ in res)
-        rounds = np.mean([r for _, _, r in res])
-        ci = binomtest(correct, len(res)).proportion_ci(0.95, method="exact")
+    claims = right = 0
+    for case, per_seed in results:
+        boots = np.concatenate([np.array(r["boots"], dtype=float) for r in per_seed])
+        correct = np.concatenate([np.array(r["correct"]) for r in per_seed])
+        reached = np.concatenate([np.array(r["reached"]) for r in per_seed])
+        rounds = np.concatenate([np.array(r["rounds"]) for r in per_seed])
         fl = floor_boots(case.good, case.bad)
         ratio = boots.mean() / fl
+        ratios = [np.mean(r["boots"]) / fl for r in per_seed]  # type: ignore[arg-type]
+        accs = [np.mean(r["correct"]) for r in per_seed]  # type: ignore[arg-type]
+        ci = binomtest(int(correct.sum()), correct.size).proportion_ci(0.95, method="exact")
+        acc = correct.mean()
+        calib = correct[reached == 1].mean() if reached.any() else float("nan")
         if case.good == 0:
-            k, kacc, kboots = fixed_k_calibrated(case.good, case.bad)
-            fixed = f"{k:>4} {kboots:>7.1f} {kacc:>5.3f}"
-        else:  # "any failure means bad" is no rule when good builds fail too
-            fixed = f"{'-':>4} {'-':>7} {'-':>5}"
-        acc = correct / len(res)
+            kk, _, kboots = fixed_k_calibrated(case.good, case.bad)
+            fixed = f"{kk:>3} {kboots:>7.1f}"
+        else:
+            fixed = f"{'-':>3} {'-':>7}"
         if case.target:
+            claims += int(reached.sum())
+            right += int(correct[reached == 1].sum())
             met = acc >= 0.95 and (case.good > 0 or ratio <= 1.3)
-            ok_all &= met
-            verdict = "met" if met else "MISSED"
-            verdict += " (>=95% correct)" if case.good > 0 else " (<=1.3x floor, >=95%)"
+            ok_all &= bool(met)
+            verdict = ("met" if met else "MISSED") + (
+                " (>=95% correct)" if case.good > 0 else " (<=1.3x floor, >=95% correct)")
         else:
             verdict = "-"
-        pb = f"{case.baseline_weight:.2f}" if case.model == "auto" else "-"
-        print(f"{case.name:<18} {case.model:<6} {pb:>4} {'seeded' if case.seeded else 'cold':<7} "
-              f"{case.slots:>5} "
-              f"{len(res):>4} {boots.mean():>8.1f} {boots.std(ddof=1) / math.sqrt(len(res)):>5.1f}"
-              f" {fl:>6.1f} {ratio:>5.2f} {acc:>7.3f} {ci.low:>6.3f}-{ci.high:<6.3f}"
-              f" {rounds:>6.1f} {fixed}  {verdict}")
+        print(f"{case.name:<18} {'history' if case.history else 'none':<8} {boots.size:>5} "
+              f"{boots.mean():>7.1f} {boots.std(ddof=1) / math.sqrt(boots.size):>5.1f} "
+              f"{fl:>6.1f} {ratio:>5.2f} {min(ratios):>4.2f}-{max(ratios):<5.2f} {acc:>7.3f} "
+              f"{ci.low:>6.3f}-{ci.high:<6.3f} {min(accs):>5.3f}-{max(accs):<5.3f} "
+              f"{rounds.mean():>6.1f} {calib:>6.3f} {fixed}  {verdict}")
+    for case, per_seed in results:
+        print(f"prior, {case.name}, {'history' if case.history else 'none'}, first seed: "
+              f"{per_seed[0]['prior']}")
+    cal = right / claims if claims else float("nan")
+    cal_ci = binomtest(right, claims).proportion_ci(0.95, method="exact") if claims else None
+    print(f"calibration over the target cases: {right}/{claims} claims of >= 0.95 right = "
+          f"{cal:.3f}" + (f" [{cal_ci.low:.3f}, {cal_ci.high:.3f}]" if cal_ci else "")
+          + (" (met: >= 0.95)" if cal >= 0.95 else " (MISSED: < 0.95)"))
     print(f"elapsed {elapsed:.1f} s wall")
-    print("targets (seeded, 1 slot): " + ("all met" if ok_all else "NOT all met"))
+    print("targets: " + ("all met" if ok_all and cal >= 0.95 else "NOT all met"))
     return 0
 
 

@@ -126,6 +126,9 @@ class Campaign:
     slots: int  # parallel boots per round
     use_recorded: bool
     build: BuildPlan | None = None  # builds the campaign makes itself (``build:``)
+    # no ``priors:`` given: fit the good builds' prior and the baseline model's weight to
+    # the store's earlier runs of the known-good build in this cell (harness.bisect.prior)
+    empirical: bool = False
 
     @property
     def matrix_name(self) -> str:
@@ -179,7 +182,7 @@ def load_campaign(path: str | Path) -> Campaign:
         priors=Priors(bad_a=m.priors.bad[0], bad_b=m.priors.bad[1], good_a=m.priors.good[0],
                       good_b=m.priors.good[1], baseline=m.priors.baseline),
         slots=min(m.slots, slots) if m.slots else slots, use_recorded=m.use_recorded,
-        build=plan)
+        build=plan, empirical="priors" not in m.model_fields_set)
 
 
 def _name_of(file: Path) -> str:

@@ -30,8 +30,10 @@ from harness.wiring import BackendFor, ConnectorFor, lab_parts
 from .build import Build
 from .builder import Builder, BuildOutcome
 from .campaign import Campaign
-from .model import Posterior, posterior
+from .model import Posterior, evaluate, posterior
 from .policy import Round, choose_round
+from .prior import Fitted, empirical_priors
+from .rounds import spread_rounds
 
 INFRA_SET_ASIDE = 3  # infrastructure errors in a row (after the loop's retries) per build
 
@@ -69,6 +71,7 @@ class BisectResult:
     elapsed_s: float
     set_aside: dict[str, str] = field(default_factory=dict)  # build or host -> why
     run_dir: Path | None = None  # the run's artifacts (reports/<run-id>/)
+    prior: str = ""  # where the priors came from (empirical Bayes or fixed)
 
     @property
     def culprit(self) -> str:
@@ -90,6 +93,29 @@ def cell_of(c: Campaign, host: str, build: str) -> Cell:
                 guest=build, vcpus=c.vcpus, boots=1, reboot=c.reboot,
                 memory_mib=c.memory_mib,
                 host_attrs=tuple(sorted(c.lab.host(host).attributes.items())))
+
+
+def known_good_history(store: Store, c: Campaign, run_id: str) -> list[tuple[int, int]]:
+    """(guest boots, failures) of the known-good build in the campaign's cell, one pair per
+    earlier run (this campaign's own run left out): the sample the empirical-Bayes prior
+    is fitted to."""
+    good = c.builds[0]
+    out = []
+    for r in store.list_runs():
+        if r.id == run_id:
+            continue
+        n = k = 0
+        for cell in store.cells(r.id):
+            if (cell.guest != good or cell.host not in c.hosts or cell.vcpus != c.vcpus
+                    or cell.reboot != c.reboot):
+                continue
+            for b in store.boots(r.id, cell.id, with_findings=False):
+                if b.outcome is not Outcome.INFRA_ERROR:
+                    n += 1
+                    k += bool(c.failure(b))
+        if n:
+            out.append((n, k))
+    return out
 
 
 def recorded_counts(store: Store, c: Campaign, run_id: str
@@ -118,6 +144,16 @@ def recorded_counts(store: Store, c: Campaign, run_id: str
     return k, f, own, infra
 
 
+def next_round(boots: np.ndarray, failures: np.ndarray, slots: int, c: Campaign,
+               usable: np.ndarray) -> Round:
+    """One boot, or a round spread over up to ``slots`` builds (``harness.bisect.rounds``)."""
+    if slots <= 1:
+        return choose_round(boots, failures, 1, c.priors, c.model, usable=usable)
+    ev = evaluate(boots, failures, c.priors, c.model)
+    alloc = spread_rounds(ev.post, ev.q, ev.g, slots, usable=usable)
+    return Round(tuple((int(b), int(m)) for b, m in enumerate(alloc) if m), float("nan"))
+
+
 class BisectRunner:
     """Runs one campaign: ``BisectRunner(campaign, options).run()``."""
 
@@ -130,6 +166,7 @@ class BisectRunner:
                  ) -> None:
         self.c = campaign
         self.o = options or BisectOptions()
+        self.fitted: Fitted | None = None  # the empirical-Bayes prior, once run
         self._on_round = on_round or (lambda r: None)
         self._on_boot = on_boot or (lambda r: None)
         self._backend_for = backend_for
@@ -192,6 +229,9 @@ class BisectRunner:
             run_id, run_dir = self._open_run(store)
             k, f, own, infra = recorded_counts(store, c, run_id)
             st = _State(k, f, [0] * len(c.builds), own, infra)
+            if c.empirical and c.use_recorded:
+                self.fitted = empirical_priors(known_good_history(store, c, run_id), c.priors)
+                c = self.c = replace(c, priors=self.fitted.priors)
             next_index = {cell_of(c, h, b).id: 1 + max(store.recorded(
                 run_id, cell_of(c, h, b).id, include_infra=True), default=-1)
                 for b in c.builds for h in c.hosts}
@@ -234,8 +274,8 @@ class BisectRunner:
                 slots = c.slots
                 if c.budget_boots is not None:
                     slots = min(slots, c.budget_boots - spent)
-                rnd = choose_round(np.array(st.boots), np.array(st.failures), slots,
-                                   c.priors, c.model, usable=usable)
+                rnd = next_round(np.array(st.boots), np.array(st.failures), slots, c,
+                                 usable)
                 if self._builder is not None and not self._make_builds(rnd, unbuilt,
                                                                        set_aside):
                     if self._stop.is_set():
@@ -254,8 +294,10 @@ class BisectRunner:
                     status = "interrupted"
                     break
             store.mark_finished(run_id, status)
+        prior = (self.fitted.describe() if self.fitted is not None
+                 else "priors as the campaign file gives them")
         return BisectResult(run_id, db, status, c.builds, post, st.campaign_boots, st.infra,
-                            rounds, time.monotonic() - t0, set_aside, run_dir)
+                            rounds, time.monotonic() - t0, set_aside, run_dir, prior)
 
     def _make_builds(self, rnd: Round, unbuilt: set[int], set_aside: dict[str, str]) -> bool:
         """Make the round's builds that are not made yet (one at a time: a build uses the

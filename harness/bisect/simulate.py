@@ -108,3 +108,58 @@ def run_many(rates: np.ndarray, rng: np.random.Generator, confidence: float = 0.
     return BatchResult(tuple(int(x) for x in culprit), tuple(float(x) for x in prob),
                        tuple(int(x) for x in k.sum(axis=1) - start),
                        tuple(bool(x) for x in reached))
+
+
+@dataclass(frozen=True)
+class RoundsResult:
+    """Per campaign of ``run_rounds``: as ``BatchResult``, plus the rounds it took."""
+
+    culprit: tuple[int, ...]
+    probability: tuple[float, ...]
+    boots: tuple[int, ...]
+    reached: tuple[bool, ...]
+    rounds: tuple[int, ...]
+
+
+def run_rounds(rates: np.ndarray, rng: np.random.Generator, confidence: float = 0.95,
+               slots: int = 8, budget: int = 100_000, boots: np.ndarray | None = None,
+               failures: np.ndarray | None = None, priors: Priors = DEFAULT_PRIORS,
+               model: ModelChoice = "auto", keep: float | None = None) -> RoundsResult:
+    """Many campaigns in lockstep, each round spread over the builds by ``spread_rounds``
+    (what ``harness bisect`` does with ``slots`` free slots), from recorded
+    ``boots``/``failures``; one numpy pass per round over all campaigns still running."""
+    from harness.bisect.rounds import KEEP, spread_rounds
+
+    p = np.asarray(rates, dtype=np.float64)
+    r, n = p.shape
+    k = np.zeros((r, n), dtype=np.int64) if boots is None else np.array(boots, dtype=np.int64)
+    f = np.zeros((r, n), dtype=np.int64) if failures is None else np.array(failures,
+                                                                          dtype=np.int64)
+    start = k.sum(axis=1)
+    culprit = np.zeros(r, dtype=np.int64)
+    prob = np.zeros(r)
+    reached = np.zeros(r, dtype=bool)
+    rounds = np.zeros(r, dtype=np.int64)
+    active = np.arange(r)
+    while active.size:
+        ev = evaluate(k[active], f[active], priors, model)
+        best = ev.post.argmax(axis=1)
+        top = ev.post[np.arange(active.size), best]
+        spent = k[active].sum(axis=1) - start[active]
+        done = (top >= confidence) | (spent >= budget)
+        culprit[active[done]] = best[done]
+        prob[active[done]] = top[done]
+        reached[active[done]] = top[done] >= confidence
+        keep_rows = ~done
+        if not keep_rows.any():
+            break
+        rows = active[keep_rows]
+        alloc = spread_rounds(ev.post[keep_rows], ev.q[keep_rows], ev.g[keep_rows], slots,
+                              KEEP if keep is None else keep)
+        k[rows] += alloc
+        f[rows] += rng.binomial(alloc, p[rows])
+        rounds[rows] += 1
+        active = rows
+    return RoundsResult(tuple(int(x) for x in culprit), tuple(float(x) for x in prob),
+                        tuple(int(x) for x in k.sum(axis=1) - start),
+                        tuple(bool(x) for x in reached), tuple(int(x) for x in rounds))

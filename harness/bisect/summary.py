@@ -2,7 +2,8 @@
 
 * the culprit and its posterior probability, the credible set;
 * boots and failures at the culprit and at the build before, each with a Clopper-Pearson
-  interval, and Fisher's exact test (one-sided: the culprit fails more often);
+  interval, and Fisher's exact test (one-sided: the culprit fails more often), whose
+  p-value is descriptive only: the split was chosen from the same boots;
 * the same for all builds from the culprit on against all builds before it;
 * a check for a second change point on either side of the culprit: the Bayes factor of
   "two rates split at some build" against "one rate" (Beta-Binomial, exact), with the most
@@ -124,7 +125,8 @@ class Summary:
     baseline_weight: float
     at_culprit: Counts
     before_culprit: Counts
-    p_culprit_vs_before: float  # Fisher, one-sided
+    p_culprit_vs_before: float  # Fisher, one-sided; descriptive: the split was chosen
+    # from the same data, so it is no test (the posterior is the claim)
     bad_side: Counts  # builds >= culprit
     good_side: Counts  # builds < culprit
     p_bad_vs_good: float

@@ -44,6 +44,7 @@ def result_json(res: BisectResult, summary: Summary, campaign: Campaign | None =
         "db": str(res.db),
         "rounds": res.rounds,
         "baseline_weight": post.baseline_weight,
+        "prior": res.prior,
         "credible_set": [res.builds[i] for i in summary.credible_set],
         "at_culprit": _counts(summary.at_culprit),
         "before_culprit": _counts(summary.before_culprit),
@@ -91,10 +92,12 @@ def print_result(console: Console, res: BisectResult, s: Summary) -> None:
     console.print(f"  at {res.culprit}: {_ci(s.at_culprit)}")
     if c > 0:
         console.print(f"  at {res.builds[c - 1]}: {_ci(s.before_culprit)}; Fisher exact "
-                      f"(culprit fails more) p = {s.p_culprit_vs_before:.2g}")
+                      f"(culprit fails more) p = {s.p_culprit_vs_before:.2g} (descriptive)")
     console.print(f"  builds from the culprit on: {_ci(s.bad_side)}; before: "
-                  f"{_ci(s.good_side)}; p = {s.p_bad_vs_good:.2g}")
-    console.print(f"  P(good builds fail too) = {post.baseline_weight:.3f}")
+                  f"{_ci(s.good_side)}; p = {s.p_bad_vs_good:.2g} (descriptive)")
+    console.print("  (the p-values are descriptive: the split was chosen from the same boots, "
+                  "so they are not tests; the posterior is the claim)")
+    console.print(f"  P(good builds fail too) = {post.baseline_weight:.3f}; {res.prior}")
     for ch in s.checks:
         if ch.split is None:
             continue
