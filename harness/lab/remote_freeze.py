@@ -15,7 +15,8 @@ from collections.abc import Callable
 from harness.collect.commands import SAFE_NAME
 from harness.errors import InfraError
 
-FREEZE_SCRIPT = r"""set -e
+FREEZE_SCRIPT = r"""exec 2>&1  # the caller reads stdout only: errors must show there
+set -e
 t={tid}
 [ -d /proc/$t ] || {{ echo "no thread $t" >&2; exit 3; }}
 v2=$(awk '$3=="cgroup2"{{print $2; exit}}' /proc/mounts)
@@ -25,7 +26,12 @@ if [ -n "$v2" ] && [ -n "$rel" ] && [ -e "$v2$rel/cgroup.freeze" ] && \
   echo 1 > "$v2$rel/cgroup.freeze"; echo "cgroup2 $v2$rel -"; exit 0
 fi
 fz=$(awk '$3=="cgroup" && $4 ~ /(^|,)freezer(,|$)/ {{print $2; exit}}' /proc/mounts)
-[ -n "$fz" ] || {{ echo "no cgroup freezer on this host" >&2; exit 4; }}
+if [ -z "$fz" ]; then  # no v1 freezer mounted: mount our own, as freezer.py does
+  fz=/run/vm-boot-harness/freezer
+  mkdir -p $fz
+  mount -t cgroup -o freezer vmbh-freezer $fz 2>/dev/null || \
+    {{ echo "no cgroup freezer on this host (and none could be mounted)" >&2; exit 4; }}
+fi
 orig=$(sed -n 's/^[0-9]*:freezer://p' /proc/$t/cgroup)
 d="$fz/vmbh-stall-{name}-$t"
 mkdir -p "$d"

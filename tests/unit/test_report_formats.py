@@ -179,3 +179,24 @@ def test_histogram_svg_geometry():
     assert heights[0] == pytest.approx(heights[1] / 2, abs=0.1)
     assert g["bars"][2].w > g["bars"][1].w  # the 2..4 s bin is twice as wide
     assert g["ymax"] == 10
+
+
+def test_versions_are_in_every_format(view):
+    from harness.report.kcidb import to_kcidb
+
+    vers = (("guest_kernel", "6.1.0-57-arm64"), ("qemu", "7.2.22"), ("libvirt", "9.0.0"),
+            ("host_kernel", "6.18.44"), ("firmware", "/usr/share/AAVMF/AAVMF_CODE.fd"))
+    cells = [replace(view.cells[0], versions=vers), *view.cells[1:]]
+    v = replace(view, cells=cells)
+    md = to_markdown(v)
+    assert "## Versions" in md and "qemu 7.2.22" in md and "guest\\_kernel 6.1.0-57-arm64" in md
+    assert to_json(v)["cells"][0]["versions"]["libvirt"] == "9.0.0"
+    assert to_json(v)["cells"][1]["versions"] == {}
+    props = {p.get("name"): p.get("value") for p in to_xml(v).getroot().iter("property")}
+    text = ET.tostring(to_xml(v).getroot(), encoding="unicode")
+    assert props.get("version.qemu") == "7.2.22" or "version.qemu = 7.2.22" in text
+    assert payload(v)["cells"][0]["ver"][1] == ["qemu", "7.2.22"]
+    assert "versions: " in render_html(v)  # the boot list shows them (report.js)
+    doc = to_kcidb(v)
+    assert any(t.get("misc", {}).get("versions", {}).get("host_kernel") == "6.18.44"
+               for t in doc["tests"])
