@@ -81,10 +81,10 @@ def raw_boot(lab: object, guest: str, vcpus: int, mem: int, poll_s: float) -> fl
         if out.exit_status != 0:
             raise RuntimeError(f"raw QEMU did not start: {out.stderr.strip()}")
         while True:
-            if time.monotonic() - t0 > 400:
-                raise RuntimeError("raw boot: no SSH within 400 s")
+            if time.monotonic() - t0 > 900:
+                raise RuntimeError("raw boot: no SSH within 900 s")
             try:
-                chan = open_session("127.0.0.1", RAW_PORT, gcfg, 10, jump)
+                chan = open_session("127.0.0.1", RAW_PORT, gcfg, 60, jump)  # as the matrix
             except InfraError:
                 raise
             except Exception:
