@@ -31,7 +31,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE_DIR = REPO / "ansible"
-SUBNET = "10.77.10"
+SUBNET = "198.19.77"  # RFC 2544 benchmarking space: never a real network here
 HOST_IP, NS_IP = f"{SUBNET}.1", f"{SUBNET}.2"
 SSHD = "/usr/sbin/sshd"
 BRIDGE = "hbtest0"
