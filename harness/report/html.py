@@ -30,6 +30,7 @@ from harness.report.view import (
     rate_text,
     show_value,
 )
+from harness.xmltext import finalize as xml_finalize
 
 OUTCOME_CODES = {"ok": 0, "vcpu_offline": 1, "boot_failure": 2, "infra_error": 3}
 
@@ -215,6 +216,7 @@ def _env() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("harness.report", "templates"),
         autoescape=jinja2.select_autoescape(["html", "j2"], default=True),
+        finalize=xml_finalize,  # what a guest printed: no character XML cannot hold
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,

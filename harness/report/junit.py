@@ -17,6 +17,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from harness.report.view import CellView, RunView, rate_text, show_value
+from harness.xmltext import sanitize_tree
 
 
 def _props(cell: CellView) -> list[tuple[str, str]]:
@@ -114,5 +115,7 @@ def to_xml(view: RunView) -> ET.ElementTree:
 
 
 def write_junit(view: RunView, path: Path) -> Path:
-    to_xml(view).write(path, encoding="utf-8", xml_declaration=True)
+    tree = to_xml(view)
+    sanitize_tree(tree.getroot())  # what a guest printed stays well-formed XML
+    tree.write(path, encoding="utf-8", xml_declaration=True)
     return path
