@@ -116,6 +116,8 @@ def to_xml(view: RunView) -> ET.ElementTree:
 
 def write_junit(view: RunView, path: Path) -> Path:
     tree = to_xml(view)
-    sanitize_tree(tree.getroot())  # what a guest printed stays well-formed XML
+    root = tree.getroot()
+    if root is not None:
+        sanitize_tree(root)  # what a guest printed stays well-formed XML
     tree.write(path, encoding="utf-8", xml_declaration=True)
     return path
