@@ -113,8 +113,8 @@ def summary(c: Classification, file: str) -> str:
         elif last.timestamps_backwards:
             lines.append("  secondary bring-up: not measured (the timestamps went back)")
     if c.extra.get("cpu_ids_ignored"):
-        lines.append(f"  {c.extra['cpu_ids_ignored']} messages named a CPU id above "
-                     "65535 (no CPU of a guest): counted, not listed")
+        lines.append(f"  {c.extra['cpu_ids_ignored']} failed CPU ids named no CPU of the "
+                     "guest (at or above the vCPU count, or above 65535): counted, not listed")
     for s in c.signatures:
         lines.append(f"  {s.count:>5} x {s.title}")
     return "\n".join(lines)

@@ -37,8 +37,10 @@ MISSING_TITLE = "vCPU missing without a kernel message"
 
 def _offline(b: BootState, expected: int | None, online: tuple[int, ...] | None,
              last: bool) -> tuple[tuple[int, ...], bool]:
-    """(offline CPU ids, whether some CPUs are missing whose ids are unknown)."""
-    failed = {cpu for cpu, bad in b.cpu_state.items() if bad}
+    """(offline CPU ids, whether some CPUs are missing whose ids are unknown). With
+    ``expected``, an id at or above it is no CPU of this guest and is left out."""
+    failed = {cpu for cpu, bad in b.cpu_state.items()
+              if bad and (expected is None or cpu < expected)}
     if last and online is not None:
         universe = set(range(expected)) if expected is not None else (
             set(range(max(online) + 1)) if online else set())
@@ -84,8 +86,10 @@ def classify_lines(lines: Iterable[str], *, expected_cpus: int | None = None,
         extra: tuple[SignatureCount, ...] = ()
         if unknown or set(offline) - explained:
             extra = (SignatureCount("cpus_missing", MISSING_TITLE, 1),)
+        beyond = 0 if expected_cpus is None else sum(
+            1 for cpu, bad in b.cpu_state.items() if bad and cpu >= expected_cpus)
         merger.add(boot_report(b, offline=offline, verdict=_verdict(b, offline, unknown),
-                               extra_sigs=extra), ignored_cpu_ids=b.cpu_ids_ignored)
+                               extra_sigs=extra), ignored_cpu_ids=b.cpu_ids_ignored + beyond)
 
     _, nlines = scan(lines, on_boot)
     return merger.result(extra={"lines": nlines})
