@@ -228,10 +228,17 @@ class Runner:
                                  resume=resume)
 
     def _preflight(self, db: Path) -> None:
-        """What can be checked before anything is written: the database's and the reports
-        folder's places (EnvironmentFault when this machine refuses them)."""
+        """What can be checked before anything is written: the size of the run, the
+        database's and the reports folder's places (EnvironmentFault when this machine
+        refuses them)."""
         from harness.inventory import path_problem
+        from harness.matrix.load import MAX_TOTAL_BOOTS
 
+        if self.options.boots is not None:
+            total = self.options.boots * len(self.matrix.cells)
+            if total > MAX_TOTAL_BOOTS:
+                raise ConfigError(f"--boots {self.options.boots} makes {total} boots, more "
+                                  f"than {MAX_TOTAL_BOOTS} in one run: split the matrix")
         problem = path_problem(db)
         if problem:
             raise EnvironmentFault(f"results database: {problem}")

@@ -10,14 +10,17 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from harness.cli import EXIT_HELP
 from harness.matrix import load_matrix
 
 
-@click.command()
+@click.command(epilog=EXIT_HELP)
 @click.argument("matrix", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def plan(matrix: Path, as_json: bool) -> None:
-    """Validate MATRIX (and its lab) and print the cells it expands to."""
+    """Validate MATRIX (and its lab) and print the cells it expands to. Everything
+    'harness run' checks before booting is checked here too (the lab's sim section, URIs,
+    the results path); nothing is written."""
     m = load_matrix(matrix)
     if as_json:
         cells = []

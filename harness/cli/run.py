@@ -1,8 +1,9 @@
 """``harness run MATRIX``: boot every cell, record every boot, print the result table.
 
 Exit status: 0 every cell passed, is clean (no failure seen) or is undecided, 1 some cell
-failed its expectation, 3 the run is incomplete (a host was set aside), 130 interrupted
-(resume it), 2 a mistake in the input (printed as ``file:line:col: message``).
+failed its expectation, 2 a mistake in the input (printed as ``file:line:col: message``;
+nothing written), 3 the environment or lab failed (a host set aside, disk full, database or
+reports folder unwritable: the run is kept, resume it), 130 interrupted (resume it).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from harness.cli import EXIT_HELP
 from harness.matrix import load_matrix
 from harness.model import Outcome
 from harness.runner import (
@@ -182,13 +184,13 @@ def result_table(summary: RunSummary, adaptive_cs: bool = False) -> Table:
     return t
 
 
-@click.command()
+@click.command(epilog=EXIT_HELP)
 @click.argument("matrix", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--run-id", help="Id of the new run (default: <matrix>-<UTC time>-<hex>).")
 @click.option("--resume", "resume", metavar="RUN_ID",
               help="Continue this run where it stopped (no boot lost or counted twice).")
-@click.option("--boots", type=click.IntRange(min=1), help="Boots per cell instead of the "
-              "matrix's.")
+@click.option("--boots", type=click.IntRange(min=1, max=1_000_000),
+              help="Boots per cell instead of the matrix's.")
 @click.option("--time-scale", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Simulated hosts: 0 = as fast as possible, 1 = real boot durations.")
 @click.option("--chunk", "chunk_size", type=click.IntRange(min=1), default=5,

@@ -71,6 +71,26 @@ def test_a_cell_id_cannot_forge_a_domxml_separator(cell_id: str) -> None:
     assert unquote(body) == cell_id  # and gives the id back
 
 
+def test_timestamps_that_go_back_give_no_latency_and_say_so() -> None:
+    from harness.classify import classify
+    from harness.classify.render import bringup_latency, summary, to_dict
+
+    text = "\n".join([
+        "[    0.500000] smp: Bringing up secondary CPUs ...",
+        "[    0.600000] CPU1: Booted secondary processor 0x0000000001 [0x410fd083]",
+        "[    0.100000] CPU2: Booted secondary processor 0x0000000002 [0x410fd083]",
+        "[    0.700000] CPU3: Booted secondary processor 0x0000000003 [0x410fd083]",
+        "[    0.800000] smp: Brought up 1 node, 4 CPUs"])
+    c = classify(text, expected_cpus=4)
+    b = c.boots[-1]
+    assert b.timestamps_backwards and b.bringup_end_s is None and bringup_latency(b) is None
+    assert b.slowest_cpu is None and c.verdict == "ok"
+    assert to_dict(c, "x")["boots"][0]["bringup_latency_s"] is None
+    assert "timestamps went back" in summary(c, "x")
+    forward = classify(text.replace("[    0.100000] CPU2", "[    0.650000] CPU2"))
+    assert bringup_latency(forward.boots[-1]) == 0.2  # and a sane log still has one
+
+
 # --- property tests over files ------------------------------------------------------------
 
 LAB = (CORPUS / "matrix" / "_lab.yaml").read_text()
