@@ -234,9 +234,23 @@ class LabSpec(Frozen):
     guests: dict[str, GuestSpec] = Field(min_length=1)
     ssh: SSHPolicy = Field(default_factory=SSHPolicy)
     sim: dict[str, Any] | None = None  # the simulated lab's model (harness.backend.sim)
-    results: Path | None = None  # the SQLite store; default <repo>/reports/<lab>.db
+    # the results database: an SQLite file (default reports/<lab>.db) or a postgresql:// URL
+    results: Path | str | None = None
 
-    _paths = field_validator("results")(_resolve)
+    @field_validator("results", mode="before")
+    @classmethod
+    def _results(cls, value: Any, info: ValidationInfo) -> Path | str | None:
+        if value is None:
+            return None
+        if not isinstance(value, str | Path):
+            raise ValueError("a file path or a postgresql:// URL")
+        text = str(value)
+        if text.startswith(("postgresql://", "postgres://")):
+            return text
+        if "://" in text:
+            raise ValueError(f"unknown scheme {text.split('://', 1)[0]!r}: a file path "
+                             "(SQLite) or postgresql://user@host[:port]/database")
+        return _resolve(Path(text), info)
 
 
 class Lab:
@@ -288,7 +302,7 @@ def load_lab(path: str | Path) -> Lab:
         raise doc.error((), "simulated hosts (sim:///) need a 'sim' section with the model")
     lab = Lab(spec, doc)
     _check_sim(lab)
-    if spec.results is not None:
+    if isinstance(spec.results, Path):
         problem = path_problem(spec.results)
         if problem:
             raise doc.error(("results",), f"results: {problem}")

@@ -144,7 +144,7 @@ def prune(store: Store, policy: Policy, *, matrices: Sequence[str] = (),
     if matrices:
         unknown = sorted(set(matrices) - {r.matrix for r in runs})
         if unknown:
-            raise ConfigError(f"no run of matrix {', '.join(unknown)} in {store.path}")
+            raise ConfigError(f"no run of matrix {', '.join(unknown)} in {store.location}")
     out: list[NightResult] = []
     for night in plan(runs, policy):
         root = run_folder(store, night.run)

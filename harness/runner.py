@@ -28,7 +28,7 @@ from harness.model import BootResult, Cell, Outcome
 from harness.scheduler import Chunk, Scheduler, SchedulerStats, plan_chunks
 from harness.sim.clock import SimClock
 from harness.stats import CellCounts
-from harness.store import Store, StoreError, default_db_path, make_run_id
+from harness.store import DbTarget, Store, StoreError, make_run_id, resolve_db
 from harness.wiring import BackendFor, ConnectorFor, lab_parts
 
 
@@ -43,7 +43,8 @@ class RunOptions:
     max_per_host: int | None = None  # cap on a host's slots
     adaptive: bool | None = None  # None: as the matrix says
     reports_dir: Path = Path("reports")
-    db: Path | None = None  # default: the lab's results, else reports/<lab>.db
+    db: DbTarget | None = None  # a file or postgresql:// URL; default: $VMBH_DB, the lab's
+    # results:, else reports/<lab>.db
     write_reports: bool = True
     only_cells: tuple[str, ...] | None = None  # run just these cells (pytest: one per test)
     join: bool = False  # with resume: add to a run others write too; leave it running
@@ -61,7 +62,7 @@ class RunStarted:
     total: int  # boots this run aims at (already recorded ones included)
     done: int  # boots already recorded (resume)
     slots: dict[str, int]
-    db: Path
+    db: DbTarget
     resumed: bool
 
 
@@ -91,7 +92,7 @@ class RunSummary:
     run_id: str
     matrix: str
     status: str  # "finished", "interrupted", "incomplete" (hosts set aside)
-    db: Path
+    db: DbTarget
     run_dir: Path
     cells: tuple[Cell, ...]
     counts: dict[str, CellCounts]
@@ -115,7 +116,7 @@ class Runner:
                  backend_for: BackendFor | None = None,
                  connector_for: ConnectorFor | None = None,
                  hooks_for: Any = None,
-                 store_factory: Callable[[Path], Store] | None = None) -> None:
+                 store_factory: Callable[[DbTarget], Store] | None = None) -> None:
         self.matrix = matrix
         self.lab = matrix.lab
         self.options = options or RunOptions()
@@ -218,8 +219,8 @@ class Runner:
                   else f"harness run {self.matrix.file} --resume {run_id}")
         if run_id is not None and resume is not None:
             with contextlib.suppress(Exception):  # best effort: the disk may be full
-                db = self.options.db or default_db_path(
-                    self.lab.name, self.lab.spec.results, self.options.reports_dir)
+                db = resolve_db(self.options.db, self.lab.name, self.lab.spec.results,
+                                self.options.reports_dir)
                 with self._open_store(db) as store:
                     store.mark_finished(run_id, "interrupted")
         if isinstance(exc, StoreError):
@@ -227,7 +228,7 @@ class Runner:
         return environment_fault(exc, f"run {run_id}: cannot write" if run_id else "",
                                  resume=resume)
 
-    def _preflight(self, db: Path) -> None:
+    def _preflight(self, db: DbTarget) -> None:
         """What can be checked before anything is written: the size of the run, the
         database's and the reports folder's places (EnvironmentFault when this machine
         refuses them)."""
@@ -239,7 +240,7 @@ class Runner:
             if total > MAX_TOTAL_BOOTS:
                 raise ConfigError(f"--boots {self.options.boots} makes {total} boots, more "
                                   f"than {MAX_TOTAL_BOOTS} in one run: split the matrix")
-        problem = path_problem(db)
+        problem = None if isinstance(db, str) else path_problem(db)
         if problem:
             raise EnvironmentFault(f"results database: {problem}")
         problem = path_problem(self.options.reports_dir, folder=True)
@@ -248,7 +249,7 @@ class Runner:
 
     def _run(self) -> RunSummary:
         o = self.options
-        db = o.db or default_db_path(self.lab.name, self.lab.spec.results, o.reports_dir)
+        db = resolve_db(o.db, self.lab.name, self.lab.spec.results, o.reports_dir)
         t0 = time.monotonic()
         self._preflight(db)
         with self._open_store(db) as store, contextlib.ExitStack() as held:
@@ -280,7 +281,8 @@ class Runner:
                 info = store.create_run(run_id, self.matrix.name, cells,
                                         matrix_file=str(self.matrix.file),
                                         config=self._config(cells),
-                                        artifacts_dir=o.reports_dir / run_id)
+                                        artifacts_dir=o.reports_dir / run_id,
+                                        lab=self.lab.name)
                 self._run_id = run_id
                 if not o.worker:
                     held.enter_context(store.hold_run(run_id))
@@ -326,7 +328,7 @@ class Runner:
                           recorded - already, time.monotonic() - t0, dict(stats.set_aside),
                           decisions, stats.skipped, missing, reports, util)
 
-    def _run_workers(self, db: Path, run_id: str, cells: list[Cell],
+    def _run_workers(self, db: DbTarget, run_id: str, cells: list[Cell],
                      plan: dict[str, list[Chunk]], order_seed: int
                      ) -> tuple[SchedulerStats, dict[str, Decision], float]:
         """Boot the plan in ``workers`` processes (hosts split among them)."""
@@ -337,7 +339,8 @@ class Runner:
         by_host: dict[str, list[str]] = {}
         for c in cells:
             by_host.setdefault(c.host, []).append(c.id)
-        opts = replace(self.options, db=db.resolve(), order_seed=order_seed)
+        opts = replace(self.options, db=db if isinstance(db, str) else db.resolve(),
+                       order_seed=order_seed)
         # one process per embedded libvirt root: its hosts share a worker
         together = {h: self.lab.host(h).uri for h in todo
                     if self.lab.host(h).uri.startswith("qemu:///embed")}
@@ -394,7 +397,7 @@ class Runner:
             sched.stop()
         return sched.run()
 
-    def _open_store(self, db: Path) -> Store:
+    def _open_store(self, db: DbTarget) -> Store:
         """The run's store. A lab of simulated hosts only does without an fsync per boot
         (a simulated boot costs milliseconds to redo, a real one minutes): kill -9 still
         loses nothing recorded; a power cut may lose the last boots, which resume redoes."""

@@ -19,8 +19,9 @@ pkgs=(python3-venv python3-dev gcc pkg-config libvirt-dev libvirt-clients
 if (( want_test )); then
   # chromium: report pages checked in a real browser; libxml2-utils: xmllint, which
   # virt-xml-validate runs; qemu-efi-aarch64 + libvirt-daemon-system: the packages the
-  # Ansible kvm_host role asserts on its (namespace, offline) test host
-  pkgs+=(chromium libxml2-utils qemu-efi-aarch64 libvirt-daemon-system)
+  # Ansible kvm_host role asserts on its (namespace, offline) test host; postgresql-15:
+  # the store tests start a throw-away server of their own (harness/testing/pgserver.py)
+  pkgs+=(chromium libxml2-utils qemu-efi-aarch64 libvirt-daemon-system postgresql-15)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -24,7 +24,7 @@ import numpy as np
 from harness.errors import ConfigError
 from harness.model import BootResult, Cell, Outcome
 from harness.scheduler import Chunk, Scheduler
-from harness.store import Store, default_db_path, make_run_id
+from harness.store import DbTarget, Store, make_run_id, resolve_db
 from harness.wiring import BackendFor, ConnectorFor, lab_parts
 
 from .build import Build
@@ -43,7 +43,7 @@ class BisectOptions:
     resume: str | None = None  # continue this run
     run_id: str | None = None  # a new run's id
     time_scale: float = 0.0  # simulated hosts: 0 = no waiting
-    db: Path | None = None
+    db: DbTarget | None = None  # a file or postgresql:// URL (default: as harness run)
     reports_dir: Path = Path("reports")
     max_rounds: int | None = None  # stop after this many rounds (tests, dry looks)
 
@@ -61,7 +61,7 @@ class RoundDone:
 @dataclass(frozen=True)
 class BisectResult:
     run_id: str
-    db: Path
+    db: DbTarget
     status: str  # "found", "budget", "stopped", "no_build", "no_host", "interrupted"
     builds: tuple[str, ...]
     posterior: Posterior
@@ -223,7 +223,7 @@ class BisectRunner:
 
     def run(self) -> BisectResult:
         c, o = self.c, self.o
-        db = o.db or default_db_path(c.lab.name, c.lab.spec.results, o.reports_dir)
+        db = resolve_db(o.db, c.lab.name, c.lab.spec.results, o.reports_dir)
         t0 = time.monotonic()
         with Store(db) as store:
             run_id, run_dir = self._open_run(store)

@@ -4,7 +4,6 @@ compare with."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 
@@ -12,8 +11,9 @@ from harness.history.baseline import find_baseline
 from harness.report.write import find_database
 from harness.store import Store
 
-DB = click.option("--db", type=click.Path(path_type=Path, dir_okay=False),
-                  help="Results database (default: the reports/*.db that holds the run).")
+DB = click.option("--db", metavar="FILE|URL",
+                  help="Results database: a file or postgresql:// URL (default: $VMBH_DB, "
+                       "else the reports/*.db that holds the run).")
 
 
 @click.group()
@@ -24,7 +24,7 @@ def baseline() -> None:
 @baseline.command()
 @click.argument("run_id")
 @DB
-def pin(run_id: str, db: Path | None) -> None:
+def pin(run_id: str, db: str | None) -> None:
     """Compare every later run of RUN_ID's matrix with RUN_ID until unpinned."""
     with Store(find_database([run_id], db), create=False) as store:
         info = store.pin_baseline(run_id)
@@ -34,7 +34,7 @@ def pin(run_id: str, db: Path | None) -> None:
 @baseline.command()
 @click.argument("matrix")
 @DB
-def unpin(matrix: str, db: Path | None) -> None:
+def unpin(matrix: str, db: str | None) -> None:
     """Back to the automatic baseline (the latest complete comparable run) for MATRIX."""
     with Store(find_database([], db, matrix=matrix), create=False) as store:
         was = store.unpin_baseline(matrix)
@@ -46,7 +46,7 @@ def unpin(matrix: str, db: Path | None) -> None:
 @click.argument("run_id")
 @DB
 @click.option("--json", "as_json", is_flag=True)
-def show(run_id: str, db: Path | None, as_json: bool) -> None:
+def show(run_id: str, db: str | None, as_json: bool) -> None:
     """Which run RUN_ID is compared with, and why."""
     with Store(find_database([run_id], db), create=False) as store:
         choice = find_baseline(store, run_id)

@@ -25,6 +25,7 @@ from harness.bisect.campaign import Campaign, load_campaign
 from harness.bisect.html import write_bisect_html
 from harness.bisect.loop import BisectOptions, BisectResult, BisectRunner, RoundDone
 from harness.bisect.summary import Summary, summarize
+from harness.store.target import describe, parse_target
 
 
 def result_json(res: BisectResult, summary: Summary, campaign: Campaign | None = None
@@ -41,7 +42,7 @@ def result_json(res: BisectResult, summary: Summary, campaign: Campaign | None =
         "infra_skips": res.infra_skips,
         "status": res.status,
         "run_id": res.run_id,
-        "db": str(res.db),
+        "db": describe(res.db),
         "rounds": res.rounds,
         "baseline_weight": post.baseline_weight,
         "prior": res.prior,
@@ -125,8 +126,9 @@ def print_result(console: Console, res: BisectResult, s: Summary) -> None:
 @click.option("--run-id", help="Id of a new run (default: bisect-<name>-<time>).")
 @click.option("--time-scale", type=float, default=0.0, show_default=True,
               help="Simulated hosts: 0 = no waiting, 1 = real boot durations.")
-@click.option("--db", type=click.Path(path_type=Path, dir_okay=False),
-              help="Results database (default: the lab's, else reports/<lab>.db).")
+@click.option("--db", metavar="FILE|URL",
+              help="Results database: a file or postgresql:// URL (default: $VMBH_DB, else "
+                   "the lab's, else reports/<lab>.db).")
 @click.option("--reports-dir", type=click.Path(path_type=Path, file_okay=False),
               default=Path("reports"), show_default=True)
 @click.option("--max-rounds", type=int, help="Stop after this many rounds.")
@@ -134,7 +136,7 @@ def print_result(console: Console, res: BisectResult, s: Summary) -> None:
               help="Write the campaign's page here (default: <reports-dir>/<run-id>/"
                    "bisect.html).")
 def bisect(campaign: Path, as_json: bool, resume: str | None, run_id: str | None,
-           time_scale: float, db: Path | None, reports_dir: Path,
+           time_scale: float, db: str | None, reports_dir: Path,
            max_rounds: int | None, html_path: Path | None) -> int:
     """Boot the builds of CAMPAIGN, chosen one round at a time by expected information,
     until one build is the culprit with the target confidence (or the budget is spent)."""
@@ -158,7 +160,8 @@ def bisect(campaign: Path, as_json: bool, resume: str | None, run_id: str | None
             err.print(f"built {what} in {done.seconds:.1f} s", highlight=False)
 
     runner = BisectRunner(c, BisectOptions(resume=resume, run_id=run_id,
-                                           time_scale=time_scale, db=db,
+                                           time_scale=time_scale,
+                                           db=parse_target(db) if db else None,
                                            reports_dir=reports_dir, max_rounds=max_rounds),
                           on_round=on_round, on_build=on_build)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 
@@ -18,8 +17,9 @@ from harness.store import Store
 @click.command()
 @click.argument("run_a")
 @click.argument("run_b")
-@click.option("--db", type=click.Path(path_type=Path, dir_okay=False),
-              help="Results database (default: the reports/*.db that holds both runs).")
+@click.option("--db", metavar="FILE|URL",
+              help="Results database: a file or postgresql:// URL (default: $VMBH_DB, else "
+                   "the reports/*.db that holds both runs).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @click.option("--confidence", default=0.95, show_default=True, type=click.FloatRange(0.5, 0.999),
               help="A change is flagged when its Holm-adjusted p is below 1 - confidence.")
@@ -27,7 +27,7 @@ from harness.store import Store
               help="Exit with status 1 when a cell is a new regression: its verdict turned "
                    "from pass to fail, a rate is significantly higher, or a signature new "
                    "to the cell appears significantly often.")
-def compare(run_a: str, run_b: str, db: Path | None, as_json: bool, confidence: float,
+def compare(run_a: str, run_b: str, db: str | None, as_json: bool, confidence: float,
             fail_on_worse: bool) -> int:
     """Compare run RUN_A (the older, the baseline) with RUN_B, cell by cell: new
     regressions, recoveries and still-failing cells; then two-sided rate changes."""

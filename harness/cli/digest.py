@@ -14,8 +14,9 @@ EXIT_UNDELIVERED = 3  # nothing new, but a notification could not be delivered
 
 @click.command()
 @click.argument("run_id")
-@click.option("--db", type=click.Path(path_type=Path, dir_okay=False),
-              help="Results database (default: the reports/*.db that holds RUN_ID).")
+@click.option("--db", metavar="FILE|URL",
+              help="Results database: a file or postgresql:// URL (default: $VMBH_DB, else "
+                   "the reports/*.db that holds RUN_ID).")
 @click.option("--known-issues", "known_file", type=click.Path(path_type=Path, dir_okay=False),
               help="Known issues (default: known-issues.yaml beside the run's matrix file).")
 @click.option("--notify", "notify_file", type=click.Path(path_type=Path, dir_okay=False),
@@ -27,7 +28,7 @@ EXIT_UNDELIVERED = 3  # nothing new, but a notification could not be delivered
 @click.option("--json", "as_json", is_flag=True, help="Print the digest as JSON.")
 @click.option("--no-write", is_flag=True,
               help="Do not write digest.txt and digest.json into the run's folder.")
-def digest(run_id: str, db: Path | None, known_file: Path | None, notify_file: Path | None,
+def digest(run_id: str, db: str | None, known_file: Path | None, notify_file: Path | None,
            base_url: str | None, fail_on_any_failing: bool, as_json: bool,
            no_write: bool) -> int:
     """Compare the night RUN_ID with its baseline, mark known issues, send the digest.

@@ -21,25 +21,27 @@ LETTER = {"fail": "F", "undecided": "U", "pass": "P", "clean": "C", "not_judged"
 @click.argument("matrix")
 @click.option("--nights", default=14, show_default=True, type=click.IntRange(min=1),
               help="The last N runs of the matrix.")
-@click.option("--db", type=click.Path(path_type=Path, dir_okay=False),
-              help="Results database (default: the reports/*.db with MATRIX's runs).")
+@click.option("--db", metavar="FILE|URL",
+              help="Results database: a file or postgresql:// URL (default: $VMBH_DB, else "
+                   "the reports/*.db with MATRIX's runs).")
+@click.option("--lab", help="Only the runs of this lab (one database may hold several).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @click.option("--html", "html", type=click.Path(path_type=Path, dir_okay=False),
               help="Dashboard file (default: <database folder>/<matrix>-history.html).")
 @click.option("--no-html", is_flag=True, help="Do not write the dashboard.")
-def history(matrix: str, nights: int, db: Path | None, as_json: bool, html: Path | None,
-            no_html: bool) -> None:
+def history(matrix: str, nights: int, db: str | None, lab: str | None, as_json: bool,
+            html: Path | None, no_html: bool) -> None:
     """MATRIX (a matrix name) over its last nights: per cell the verdict and rate each
     night and the first bad night (change-point test, Holm across cells); writes the
     static HTML dashboard."""
     path = find_database([], db, matrix=matrix)
     out = html or default_path(path, matrix)
     with Store(path, create=False) as store:
-        if not store.list_runs(matrix):
-            known = sorted({r.matrix for r in store.list_runs()})
-            raise ConfigError(f"no run of matrix {matrix!r} in {path}; matrices there: "
-                              f"{', '.join(known) or 'none'}")
-        h = load_history(store, matrix, nights, out_dir=out.parent)
+        if not store.list_runs(matrix, lab=lab):
+            known = sorted({r.matrix for r in store.list_runs(lab=lab)})
+            raise ConfigError(f"no run of matrix {matrix!r} in {store.location}; matrices "
+                              f"there: {', '.join(known) or 'none'}")
+        h = load_history(store, matrix, nights, out_dir=out.parent, lab=lab)
     if not no_html:
         write_dashboard(h, out)
     if as_json:

@@ -20,11 +20,12 @@ def _mb(n: int) -> str:
               help="Newest nights that keep the failing boots' evidence (>= --keep-nights).")
 @click.option("--matrix", "matrices", multiple=True, metavar="NAME",
               help="Only this matrix (repeat for several; default: every matrix).")
-@click.option("--db", type=click.Path(path_type=Path, dir_okay=False),
-              help="Results database (default: the one reports/*.db).")
+@click.option("--db", metavar="FILE|URL",
+              help="Results database: a file or postgresql:// URL (default: $VMBH_DB, else "
+                   "the one reports/*.db).")
 @click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per night.")
-def prune(keep_nights: int, keep_failing: int, matrices: tuple[str, ...], db: Path | None,
+def prune(keep_nights: int, keep_failing: int, matrices: tuple[str, ...], db: str | None,
           dry_run: bool, as_json: bool) -> None:
     """Remove old boots' console, dmesg and host evidence; failing boots' are kept longer.
 
@@ -36,13 +37,16 @@ def prune(keep_nights: int, keep_failing: int, matrices: tuple[str, ...], db: Pa
     from harness.store import Store
 
     policy = Policy(keep_nights, keep_failing)
-    if db is None:
+    from harness.store import DbTarget, env_target, parse_target
+
+    target: DbTarget | None = parse_target(db) if db is not None else env_target()
+    if target is None:
         found = sorted(Path("reports").glob("*.db"))
         if len(found) != 1:
             raise ConfigError("pass --db PATH (found " + (
                 ", ".join(map(str, found)) if found else "no reports/*.db") + ")")
-        db = found[0]
-    with Store(db, create=False) as store:
+        target = found[0]
+    with Store(target, create=False) as store:
         results = do_prune(store, policy, matrices=matrices, dry_run=dry_run)
     freed = 0
     for r in results:

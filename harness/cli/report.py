@@ -21,8 +21,9 @@ from harness.store import Store
 @click.option("--format", "formats", default=",".join(FORMATS), show_default=True,
               help=f"Comma-separated: {', '.join(FORMATS + EXTRA_FORMATS)} (all: the "
                    "default four; kcidb: a KCIDB v5 document, kcidb.json).")
-@click.option("--db", type=click.Path(path_type=Path, dir_okay=False),
-              help="Results database (default: the reports/*.db that holds RUN_ID).")
+@click.option("--db", metavar="FILE|URL",
+              help="Results database: a file or postgresql:// URL (default: $VMBH_DB, else "
+                   "the reports/*.db that holds RUN_ID).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
               help="Folder for the reports (default: the run's artifacts folder).")
 @click.option("--previous", "previous", default=None, metavar="RUN_ID",
@@ -34,7 +35,7 @@ from harness.store import Store
               help="KCIDB: where the run folder is served, to link boots' logs (log_url).")
 @click.option("--known-issues", "known_file", type=click.Path(path_type=Path, dir_okay=False),
               help="Known issues (default: known-issues.yaml beside the run's matrix file).")
-def report(run_id: str, formats: str, db: Path | None, out_dir: Path | None,
+def report(run_id: str, formats: str, db: str | None, out_dir: Path | None,
            previous: str | None, no_previous: bool, kcidb_origin: str,
            base_url: str | None, known_file: Path | None) -> None:
     """Write the reports of the recorded run RUN_ID."""

@@ -44,6 +44,7 @@ from harness.runner import (
     RunSummary,
 )
 from harness.stats import judge_cell
+from harness.store.target import describe, parse_target
 
 VERDICT_STYLE = {"pass": "green", "clean": "cyan", "fail": "bold red", "undecided": "yellow",
                  "not_judged": "dim"}
@@ -205,8 +206,9 @@ def result_table(summary: RunSummary, adaptive_cs: bool = False) -> Table:
 @click.option("--reports-dir", type=click.Path(path_type=Path, file_okay=False),
               default=Path("reports"), show_default=True,
               help="Results database (unless the lab names one) and run folders.")
-@click.option("--db", type=click.Path(path_type=Path, dir_okay=False),
-              help="Results database (default: the lab's, else REPORTS_DIR/<lab>.db).")
+@click.option("--db", metavar="FILE|URL",
+              help="Results database: a file or postgresql:// URL (default: $VMBH_DB, else "
+                   "the lab's, else REPORTS_DIR/<lab>.db).")
 @click.option("--no-report", is_flag=True, help="Do not write the reports at the end.")
 @click.option("--quiet", "-q", is_flag=True,
               help="No live display: a progress line now and then, and the summary.")
@@ -216,7 +218,7 @@ def result_table(summary: RunSummary, adaptive_cs: bool = False) -> Table:
 def run(matrix: Path, run_id: str | None, resume: str | None, boots: int | None,
         time_scale: float, chunk_size: int, max_per_host: int | None,
         adaptive: bool | None, order_seed: int | None, workers: int, reports_dir: Path,
-        db: Path | None, no_report: bool, quiet: bool, progress_every: float) -> int:
+        db: str | None, no_report: bool, quiet: bool, progress_every: float) -> int:
     """Run MATRIX: boot every cell on its host's slots, record and classify every boot,
     and print the result table (Ctrl-C stops cleanly; resume with --resume RUN_ID)."""
     if run_id and resume:
@@ -226,7 +228,8 @@ def run(matrix: Path, run_id: str | None, resume: str | None, boots: int | None,
     options = RunOptions(run_id=run_id, resume=resume, boots=boots, time_scale=time_scale,
                          chunk_size=chunk_size, order_seed=order_seed,
                          max_per_host=max_per_host, adaptive=adaptive,
-                         reports_dir=reports_dir, db=db, write_reports=not no_report,
+                         reports_dir=reports_dir, db=parse_target(db) if db else None,
+                         write_reports=not no_report,
                          workers=workers)
     console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
     live_view = LiveView(console)
@@ -275,7 +278,7 @@ def _print_summary(console: Console, s: RunSummary, matrix: Path, view: LiveView
     pace = (f"{rate:.0f} boots/s" if rate >= 1 else
             f"{s.elapsed_s / s.booted:.1f}s per boot" if s.booted else "no boot")
     console.print(f"{s.booted} boots recorded in {s.elapsed_s:.1f}s ({pace}); "
-                  f"database {s.db}")
+                  f"database {describe(s.db)}")
     if s.skipped:
         console.print(f"adaptive stopping: {len(s.decisions)} cells decided early, "
                       f"{s.skipped} boots saved (intervals of those cells are confidence "

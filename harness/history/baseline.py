@@ -84,9 +84,10 @@ def _reason(base: RunStatus, current: RunStatus, passed: Sequence[tuple[str, str
 
 
 def find_baseline(store: Store, run_id: str) -> BaselineChoice:
-    """The baseline of recorded run ``run_id`` in ``store``."""
+    """The baseline of recorded run ``run_id`` in ``store`` (a run of the same matrix on
+    the same lab: one database may hold several labs' runs)."""
     current = load_status(store, run_id)
-    runs = store.list_runs(current.matrix)
+    runs = store.list_runs(current.matrix, lab=store.get_run(run_id).lab or None)
     ref = (current.started, current.id)
     earlier_ids = [r.id for r in runs if (r.started, r.id) < ref]
     pin = store.pinned_baseline(current.matrix)

@@ -107,9 +107,11 @@ def write_dashboard(h: History, path: Path) -> Path:
     return path
 
 
-def default_path(db: Path, matrix: str) -> Path:
-    """Beside the database and the run folders: ``<db folder>/<matrix>-history.html``."""
+def default_path(db: Path | str, matrix: str) -> Path:
+    """Beside the database and the run folders: ``<db folder>/<matrix>-history.html``
+    (``reports/`` for a PostgreSQL database)."""
     from harness.model import safe_name
 
-    return db.resolve().parent / f"{safe_name(matrix)}-history.html"
+    folder = Path("reports").resolve() if isinstance(db, str) else db.resolve().parent
+    return folder / f"{safe_name(matrix)}-history.html"
 

@@ -162,13 +162,15 @@ def _night_cells(data: RunData, href: Any) -> dict[str, NightCell]:
 
 
 def load_history(store: Store, matrix: str, nights: int = 14, *,
-                 out_dir: Path | None = None, alpha: float = 0.05) -> History:
-    """The last ``nights`` runs of ``matrix`` (every run, complete or not); links are
-    relative to ``out_dir`` (the dashboard's folder) and only to files that exist."""
+                 out_dir: Path | None = None, alpha: float = 0.05,
+                 lab: str | None = None) -> History:
+    """The last ``nights`` runs of ``matrix`` (every run, complete or not; of ``lab`` when
+    given: one database may hold several labs' runs); links are relative to ``out_dir``
+    (the dashboard's folder) and only to files that exist."""
     from harness.report.write import artifacts_root
 
-    base = (out_dir or store.path.resolve().parent).resolve()
-    runs = store.list_runs(matrix)[-nights:] if nights > 0 else []
+    base = (out_dir or store.folder).resolve()
+    runs = store.list_runs(matrix, lab=lab)[-nights:] if nights > 0 else []
     night_list: list[Night] = []
     per_night: list[dict[str, NightCell]] = []
     order: dict[str, None] = {}

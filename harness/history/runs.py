@@ -119,6 +119,7 @@ def load_status(store: Store, run_id: str) -> RunStatus:
                       store.host_states(run_id), store.infra_events(run_id))
 
 
-def load_statuses(store: Store, matrix: str | None = None) -> list[RunStatus]:
-    """Every run (of ``matrix``), oldest first."""
-    return [load_status(store, r.id) for r in store.list_runs(matrix)]
+def load_statuses(store: Store, matrix: str | None = None, *,
+                  lab: str | None = None) -> list[RunStatus]:
+    """Every run (of ``matrix``, of ``lab``), oldest first."""
+    return [load_status(store, r.id) for r in store.list_runs(matrix, lab=lab)]

@@ -31,6 +31,7 @@ from harness.pytest_plugin.items import (
     PluginState,
     undecided_status,
 )
+from harness.store.target import describe
 
 __all__ = ["CellItem", "MatrixFile", "PluginState"]
 
@@ -48,8 +49,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     "existing id continues that run)")
     group.addoption("--matrix-time-scale", dest="matrix_time_scale", type=float, default=None,
                     metavar="X", help="simulated hosts: 0 = no waiting, 1 = real durations")
-    group.addoption("--matrix-db", dest="matrix_db", default=None, metavar="PATH",
-                    help="the results database (default: the lab's, under reports/)")
+    group.addoption("--matrix-db", dest="matrix_db", default=None, metavar="FILE|URL",
+                    help="the results database: a file or postgresql:// URL (default: "
+                    "$VMBH_DB, the lab's results:, else under reports/)")
     group.addoption("--matrix-reports", dest="matrix_reports", default="html,junit,md,json",
                     metavar="FORMATS", help="reports written at the end ('' for none)")
     group.addoption("--matrix-reports-dir", dest="matrix_reports_dir", default="reports",
@@ -112,7 +114,7 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     if state is None or hasattr(config, "workerinput"):
         return None
     return [f"matrix: {state.matrix.name} ({len(state.matrix.cells)} cells), "
-            f"run {state.run_id}, database {state.db}"]
+            f"run {state.run_id}, database {describe(state.db)}"]
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -129,7 +131,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
         return
     tr = terminalreporter
     tr.section("vm-boot-harness")
-    tr.write_line(f"run {state.run_id} recorded in {state.db}")
+    tr.write_line(f"run {state.run_id} recorded in {describe(state.db)}")
     for fmt, path in sorted(state.reports.items()):
         tr.write_line(f"{fmt:>6}: {path}")
     if os.environ.get("PYTEST_XDIST_WORKER") is None and state.error:

@@ -12,6 +12,7 @@ import pytest
 from harness.errors import HarnessError
 from harness.matrix import Matrix, load_matrix
 from harness.model import Cell, Outcome
+from harness.store.target import DbTarget
 
 STATE_KEY = pytest.StashKey["PluginState"]()
 UNDECIDED = "undecided: "
@@ -23,7 +24,7 @@ class PluginState:
 
     matrix_path: Path
     matrix: Matrix
-    db: Path
+    db: DbTarget  # a file or a postgresql:// URL
     reports_dir: Path
     boots: int | None = None
     time_scale: float | None = None
@@ -34,7 +35,7 @@ class PluginState:
 
     @classmethod
     def from_config(cls, config: pytest.Config, matrix_path: Path) -> PluginState:
-        from harness.store import default_db_path
+        from harness.store import parse_target, resolve_db
 
         try:
             matrix = load_matrix(matrix_path)
@@ -45,8 +46,11 @@ class PluginState:
             raise pytest.UsageError("--matrix-boots must be at least 1")
         reports_dir = Path(config.getoption("matrix_reports_dir"))
         db_opt = config.getoption("matrix_db")
-        db = Path(db_opt) if db_opt else default_db_path(matrix.lab.name,
-                                                         matrix.lab.spec.results, reports_dir)
+        try:
+            db = resolve_db(parse_target(db_opt) if db_opt else None, matrix.lab.name,
+                            matrix.lab.spec.results, reports_dir)
+        except HarnessError as exc:
+            raise pytest.UsageError(f"--matrix-db: {exc}") from None
         return cls(matrix_path=matrix_path, matrix=matrix, db=db, reports_dir=reports_dir,
                    boots=boots, time_scale=config.getoption("matrix_time_scale"),
                    formats=config.getoption("matrix_reports"),

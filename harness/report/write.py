@@ -22,7 +22,7 @@ from harness.report.junit import write_junit
 from harness.report.kcidb import write_kcidb
 from harness.report.markdown import write_markdown
 from harness.report.view import RunView
-from harness.store import RunData, RunInfo, Store
+from harness.store import DbTarget, RunData, RunInfo, Store, env_target, parse_target
 
 FORMATS = ("html", "junit", "md", "json")  # the default set ("all")
 EXTRA_FORMATS = ("kcidb",)  # on demand only
@@ -71,7 +71,7 @@ def run_folder(store: Store, info: RunInfo) -> Path | None:
     p = Path(recorded)
     if p.is_absolute():
         return p if p.is_dir() else None
-    db_dir = store.path.resolve().parent
+    db_dir = store.folder
     for base in (Path.cwd(), db_dir, db_dir.parent):
         if (base / p).is_dir():
             return (base / p).resolve()
@@ -109,7 +109,7 @@ def write_reports(store: Store, run_id: str, formats: str | Iterable[str] = FORM
     data = store.load_run(run_id)
     root = artifacts_root(store, data)
     out = Path(out_dir) if out_dir is not None else (
-        root or store.path.resolve().parent / safe_name(run_id))
+        root or store.folder / safe_name(run_id))
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -149,16 +149,18 @@ def _baseline(store: Store, data: RunData, previous: str | bool) -> tuple[RunDat
     return None, "Not compared with a previous run."
 
 
-def find_database(run_ids: Iterable[str], db: Path | None = None,
-                  search: Path = Path("reports"), *, matrix: str | None = None) -> Path:
+def find_database(run_ids: Iterable[str], db: str | Path | None = None,
+                  search: Path = Path("reports"), *, matrix: str | None = None) -> DbTarget:
     """The results database holding every run of ``run_ids`` (and runs of ``matrix``
-    when given): ``db`` when given, else the one ``*.db`` under ``search`` that has them
-    (with neither runs nor matrix: the only ``*.db`` there)."""
+    when given): ``db`` when given (a file or a ``postgresql://`` URL), else ``$VMBH_DB``,
+    else the one ``*.db`` under ``search`` that has them (with neither runs nor matrix:
+    the only ``*.db`` there)."""
     ids = list(run_ids)
-    if db is not None:
-        if not db.exists():
-            raise ConfigError(f"no results database at {db}")
-        return db
+    target = parse_target(db) if db is not None else env_target()
+    if target is not None:
+        if isinstance(target, Path) and not target.exists():
+            raise ConfigError(f"no results database at {target}")
+        return target
     candidates = sorted(search.glob("*.db")) if search.is_dir() else []
     if not candidates:
         raise ConfigError(f"no results database (*.db) under {search}/; pass --db PATH")

@@ -1,9 +1,11 @@
-"""The crash-safe results store: one SQLite database per lab (WAL), one transaction per
-boot, raw artifacts on disk beside it. Details and rules: docs/results.md.
+"""The crash-safe results store: one transaction per boot, raw artifacts on disk beside
+it; SQLite (one file per lab, WAL: the embedded default) or PostgreSQL (one database for
+several labs and controllers), the same schema and rules. Details: docs/results.md.
 
-    from harness.store import Store, make_run_id, default_db_path, artifact_dir
+    from harness.store import Store, make_run_id, resolve_db, artifact_dir
 
-    with Store(default_db_path(lab.name, lab.spec.results)) as store:   # creates/migrates
+    db = resolve_db(cli_db, lab.name, lab.spec.results)     # --db, $VMBH_DB, results:, default
+    with Store(db) as store:                     # a file or postgresql://...; creates/migrates
         run = store.create_run(make_run_id(matrix.name), matrix.name, matrix.cells,
                                matrix_file=str(matrix.file), config={...versions...},
                                artifacts_dir="reports/<run-id>")
@@ -39,13 +41,18 @@ from harness.store.db import (
     StoreError,
     artifact_dir,
     default_db_path,
+    is_url,
     make_run_id,
 )
 from harness.store.schema import LATEST as SCHEMA_VERSION
+from harness.store.target import ENV as DB_ENV
+from harness.store.target import DbTarget, describe, env_target, parse_target, resolve_db
 
 __all__ = [
+    "DB_ENV",
     "SCHEMA_VERSION",
     "CellData",
+    "DbTarget",
     "InfraEvent",
     "RunData",
     "RunInfo",
@@ -54,5 +61,10 @@ __all__ = [
     "StoredDecision",
     "artifact_dir",
     "default_db_path",
+    "describe",
+    "env_target",
+    "is_url",
     "make_run_id",
+    "parse_target",
+    "resolve_db",
 ]

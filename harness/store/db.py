@@ -1,28 +1,29 @@
-"""The SQLite results store (WAL, one short transaction per boot). API: see the package
-docstring (``harness/store/__init__.py``) and docs/results.md."""
+"""The results store's interface and the logic both databases share: the records, the
+queries (written once, in SQL both accept), the recording rules, the migrations. The
+SQLite store (``harness.store.sqlite``, the embedded default) and the PostgreSQL store
+(``harness.store.postgres``) add connections, transactions and what only they know.
+``Store(target)`` opens the one its target names: a ``postgresql://`` URL, else a file.
+API: the package docstring (``harness/store/__init__.py``) and docs/results.md."""
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import secrets
-import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from harness.classify.result import SignatureCount
 from harness.errors import ConfigError, EnvironmentFault
 from harness.model import BootResult, Cell, Finding, Outcome, Signature, safe_name
 from harness.stats import CellCounts, Judgement, judge_cell, signature_counts
 from harness.store import codec
+from harness.store.dialect import Dialect
 from harness.store.schema import LATEST, MIGRATIONS
-
-BUSY_TIMEOUT_S = 60.0
 
 
 class StoreError(EnvironmentFault):
@@ -40,6 +41,7 @@ class RunInfo:
     finished: float | None
     status: str  # "running", "finished", "interrupted", ... (free text set by the runner)
     artifacts_dir: str | None = None  # artifacts paths of this run are relative to it
+    lab: str = ""  # the lab it ran on (one database may hold several labs' runs)
 
 
 @dataclass(frozen=True)
@@ -103,10 +105,17 @@ def make_run_id(matrix: str, now: float | None = None) -> str:
     return f"{safe_name(matrix)}-{t:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
-def default_db_path(lab_name: str, results: Path | None = None,
-                    reports_dir: Path = Path("reports")) -> Path:
-    """The lab's database: ``LabSpec.results`` if set, else ``reports/<lab>.db``."""
+def default_db_path(lab_name: str, results: Path | str | None = None,
+                    reports_dir: Path = Path("reports")) -> Path | str:
+    """The lab's database: ``LabSpec.results`` if set (a file or a ``postgresql://``
+    URL), else ``reports/<lab>.db``. ``harness.store.target.resolve_db`` adds ``--db``
+    and ``$VMBH_DB`` in front."""
     return results if results is not None else reports_dir / f"{safe_name(lab_name)}.db"
+
+
+def is_url(target: object) -> bool:
+    """Does ``target`` name a PostgreSQL database (rather than an SQLite file)?"""
+    return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
 
 
 def artifact_dir(run_dir: Path, cell: Cell, index: int) -> Path:
@@ -117,141 +126,151 @@ def artifact_dir(run_dir: Path, cell: Cell, index: int) -> Path:
 
 
 class Store:
-    """One results database. Safe for several threads (one connection each) and several
-    processes (WAL, busy timeout, ``BEGIN IMMEDIATE``). Use as a context manager or call
-    ``close()``. Open one ``Store`` per process (do not share it across ``fork``)."""
+    """One results database: ``Store("reports/lab.db")`` (SQLite, the embedded default)
+    or ``Store("postgresql://user@host/db")`` (PostgreSQL, for several controllers and
+    labs sharing one history). Safe for several threads (one connection each) and several
+    processes. Use as a context manager or call ``close()``. Open one ``Store`` per
+    process (do not share it across ``fork``)."""
 
-    def __init__(self, path: str | Path, *, create: bool = True, durable: bool = True) -> None:
+    dialect: ClassVar[Dialect]
+    # what the driver raises: a constraint refused, or anything the database refused
+    integrity_errors: ClassVar[tuple[type[BaseException], ...]] = ()
+    db_errors: ClassVar[tuple[type[BaseException], ...]] = ()
+
+    def __new__(cls, target: str | Path | None = None, *args: Any, **kwargs: Any) -> Store:
+        if cls is Store:  # the implementation the target names
+            if is_url(target):
+                from harness.store.postgres import PostgresStore
+
+                cls = PostgresStore
+            else:
+                from harness.store.sqlite import SQLiteStore
+
+                cls = SQLiteStore
+        return super().__new__(cls)
+
+    def __init__(self, target: str | Path, *, create: bool = True,
+                 durable: bool = True) -> None:
         """``durable`` (the default): every committed boot is on disk before ``record``
-        returns (``synchronous=FULL``), so not even a power cut loses one. ``False``
-        (``synchronous=NORMAL``, for simulated labs): still safe against kill -9 and
-        never corrupt, but a power cut or OS crash may lose the last boots, which a
-        resume re-does; it saves an fsync per boot."""
-        self.path = Path(path)
+        returns, so not even a power cut loses one. ``False`` (simulated labs): still
+        safe against kill -9 and never corrupt, but a power cut or OS crash may lose the
+        last boots, which a resume re-does; it saves a disk flush per boot."""
         self.durable = durable
-        if not self.path.exists():
-            if not create:
-                raise ConfigError(f"no results database at {self.path}")
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as e:
-                msg = f"cannot create the results folder {self.path.parent}: {e.strerror}"
-                if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC,
-                               errno.EDQUOT):
-                    raise StoreError(msg) from None  # this machine's fault, not the input's
-                raise ConfigError(msg) from None
-        elif self.path.is_dir():
-            raise ConfigError(f"{self.path} is a folder, not a results database")
+        self.create = create
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._write_lock = threading.Lock()  # this process's writers, one at a time
-        self._conns: list[tuple[threading.Thread, sqlite3.Connection]] = []
-        self._migrate()
+        self._conns: list[tuple[threading.Thread, Any]] = []
 
-    # --- connections and transactions -------------------------------------------------
+    # --- what each database provides ---------------------------------------------------
 
-    def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+    @property
+    def location(self) -> str:
+        """The database for messages: a file path, or a URL without its password."""
+        raise NotImplementedError
+
+    @property
+    def folder(self) -> Path:
+        """Where runs' folders go by default: beside an SQLite file, else ``reports/``."""
+        return Path("reports").resolve()
+
+    def _connect(self) -> Any:
+        """A new connection whose ``execute(sql, args)`` takes ``?`` placeholders and
+        whose rows are indexable by name and position."""
+        raise NotImplementedError
+
+    def _close_conn(self, conn: Any) -> None:
+        with contextlib.suppress(*self.db_errors):
+            conn.close()
+
+    def _write(self) -> contextlib.AbstractContextManager[Any]:
+        """One write transaction (committed at the end, rolled back on an exception)."""
+        raise NotImplementedError
+
+    def _snapshot(self) -> contextlib.AbstractContextManager[Any]:
+        """One consistent read snapshot for several queries."""
+        raise NotImplementedError
+
+    def _tables(self, conn: Any) -> set[str]:
+        raise NotImplementedError
+
+    def _lock_schema(self, conn: Any) -> None:
+        """Inside the migration's transaction: one migrating process at a time."""
+
+    def _retrying(self, what: Callable[[], Any]) -> Any:
+        """Run a whole transaction again when the database asks to (PostgreSQL's
+        deadlock victim); SQLite writers queue and never need it."""
+        return what()
+
+    # --- connections ---------------------------------------------------------------------
+
+    def _conn(self) -> Any:
+        conn = getattr(self._local, "conn", None)
         if conn is not None:
             return conn
-        try:
-            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
-                                   check_same_thread=False)
-            conn.row_factory = sqlite3.Row
-            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            conn.execute("PRAGMA foreign_keys = ON")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise StoreError(f"{self.path}: cannot switch to WAL (journal mode {mode})")
-            conn.execute(f"PRAGMA synchronous = {'FULL' if self.durable else 'NORMAL'}")
-        except sqlite3.OperationalError as e:
-            raise StoreError(f"cannot open the results database {self.path}: {e} "
-                             "(it needs read and write access to it and its folder)") from None
-        except sqlite3.DatabaseError as e:
-            raise ConfigError(f"{self.path} is not a results database (SQLite): {e}") from None
+        conn = self._connect()
         with self._lock:  # close the connections of threads that have ended
             dead = [c for t, c in self._conns if not t.is_alive()]
             self._conns = [(t, c) for t, c in self._conns if t.is_alive()]
             self._conns.append((threading.current_thread(), conn))
         for old in dead:
-            with contextlib.suppress(sqlite3.Error):
-                old.close()
+            self._close_conn(old)
         self._local.conn = conn
         return conn
-
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction, the write lock taken up front (no upgrade deadlocks).
-
-        Threads of this process queue on a lock of their own first: SQLite's busy
-        handler polls with sleeps of 1, 2, 5, 10... ms, so slot threads contending in
-        ``BEGIN IMMEDIATE`` spent more time asleep than writing (half of a simulated
-        boot's time, measured). Other processes still meet SQLite's lock and its timeout."""
-        conn = self._conn()
-        with self._write_lock:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield conn
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        with contextlib.suppress(sqlite3.Error):
-                            conn.execute("ROLLBACK")
-                    raise
-            except sqlite3.OperationalError as e:  # disk full, read-only, locked too long
-                raise StoreError(f"cannot write to {self.path}: {e}") from None
 
     def close(self) -> None:
         with self._lock:
             conns, self._conns = self._conns, []
         for _, c in conns:
-            with contextlib.suppress(sqlite3.Error):
-                c.close()
+            self._close_conn(c)
         self._local = threading.local()
 
     def __enter__(self) -> Store:
         return self
 
-    def hold_run(self, run_id: str) -> contextlib.AbstractContextManager[None]:
-        """Be the one controller of run ``run_id`` for a ``with`` block (``RunLocked``
-        if another live process is; a dead one never holds it). See store/lock.py."""
-        from harness.store.lock import hold
-
-        return hold(self.path, run_id)
-
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def hold_run(self, run_id: str) -> contextlib.AbstractContextManager[None]:
+        """Be the one controller of run ``run_id`` for a ``with`` block (``RunLocked``
+        if another live process is; a dead one never holds it). SQLite: an ``flock``
+        beside the file (store/lock.py); PostgreSQL: a session advisory lock."""
+        raise NotImplementedError
+
     def _migrate(self) -> None:
-        conn = self._conn()
+        """Create or upgrade the schema: every missing migration in one transaction."""
         try:
-            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master "
-                                                 "WHERE type = 'table'")}
-        except sqlite3.DatabaseError as e:
+            tables = self._tables(self._conn())
+        except self.db_errors as e:
             self.close()
-            raise ConfigError(f"{self.path} is not a results database (SQLite): {e}") from None
+            raise ConfigError(f"{self.location} is not a results database: {_msg(e)}") from None
         if tables and "schema_version" not in tables:
             self.close()
-            raise ConfigError(f"{self.path} is an SQLite database but not a results database "
-                              f"(tables: {', '.join(sorted(tables)[:5])}); choose another file")
+            raise ConfigError(f"{self.location} is a database but not a results database "
+                              f"(tables: {', '.join(sorted(tables)[:5])}); choose another")
+        if not tables and not self.create:
+            self.close()
+            raise ConfigError(f"no results database at {self.location} (it holds no "
+                              "results yet)")
         version = 0
+        d = self.dialect
         try:
             with self._write() as c:
-                c.execute("CREATE TABLE IF NOT EXISTS schema_version ("
-                          "version INTEGER PRIMARY KEY, applied REAL NOT NULL)")
+                self._lock_schema(c)
+                c.execute(d.migration("CREATE TABLE IF NOT EXISTS schema_version ("
+                                      "version INTEGER NOT NULL PRIMARY KEY, "
+                                      "applied REAL NOT NULL)"))
                 have = c.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] or 0
                 if have > LATEST:
                     raise ConfigError(
-                        f"{self.path} was written by a newer harness (schema v{have}; this "
-                        f"one knows up to v{LATEST}): upgrade vm-boot-harness")
+                        f"{self.location} was written by a newer harness (schema v{have}; "
+                        f"this one knows up to v{LATEST}): upgrade vm-boot-harness")
                 for version in range(have + 1, LATEST + 1):
                     for stmt in MIGRATIONS[version - 1]:
-                        c.execute(stmt)
+                        c.execute(d.migration(stmt))
                     c.execute("INSERT INTO schema_version VALUES (?, ?)", (version, time.time()))
-        except sqlite3.DatabaseError as e:
+        except self.db_errors as e:
             self.close()
-            raise StoreError(f"{self.path}: migrating to schema v{version} failed: {e} "
+            raise StoreError(f"{self.location}: migrating to schema v{version} failed: {_msg(e)} "
                              "(the database is unchanged)") from None
         except ConfigError:
             self.close()
@@ -266,34 +285,37 @@ class Store:
     def create_run(self, run_id: str, matrix: str, cells: Sequence[Cell], *,
                    matrix_file: str = "", config: Mapping[str, Any] | None = None,
                    artifacts_dir: str | Path | None = None,
-                   started: float | None = None) -> RunInfo:
-        """Register a new run and its cells; ConfigError if the id is taken."""
-        if not run_id or safe_name(run_id) != run_id:
-            raise ConfigError(f"run id {run_id!r} may only use letters, digits, '_', '.', '-'")
+                   started: float | None = None, lab: str | None = None) -> RunInfo:
+        """Register a new run and its cells; ConfigError if the id is taken. ``lab``
+        (default: ``config["lab"]``) lets one database hold the history of several."""
+        _check_run_id(run_id)
         started = time.time() if started is None else started
         try:
             with self._write() as c:
                 c.execute("INSERT INTO runs (id, matrix, matrix_file, config, started, status,"
-                          " artifacts_dir) VALUES (?, ?, ?, ?, ?, 'running', ?)",
+                          " artifacts_dir, lab) VALUES (?, ?, ?, ?, ?, 'running', ?, ?)",
                           (run_id, matrix, str(matrix_file), codec.dumps(dict(config or {})),
-                           started, None if artifacts_dir is None else str(artifacts_dir)))
+                           started, None if artifacts_dir is None else str(artifacts_dir),
+                           _lab_of(lab, config)))
                 self._add_cells(c, run_id, cells)
-        except sqlite3.IntegrityError:
-            raise ConfigError(f"run {run_id!r} already exists in {self.path}; continue it "
-                              f"with --resume {run_id} or choose another id") from None
+        except self.integrity_errors:
+            raise ConfigError(f"run {run_id!r} already exists in {self.location}; continue "
+                              f"it with --resume {run_id} or choose another id") from None
         return self.get_run(run_id)
 
     @staticmethod
-    def _add_cells(c: sqlite3.Connection, run_id: str, cells: Sequence[Cell]) -> None:
+    def _add_cells(c: Any, run_id: str, cells: Sequence[Cell]) -> None:
         start = c.execute("SELECT COUNT(*) FROM cells WHERE run_id = ?", (run_id,)).fetchone()[0]
         seen: set[str] = set()
+        rows = []
         for i, cell in enumerate(cells):
             if cell.id in seen:
                 raise ConfigError(f"cell {cell.id!r} is listed twice")
             seen.add(cell.id)
-            c.execute("INSERT OR IGNORE INTO cells (run_id, id, position, spec) "
-                      "VALUES (?, ?, ?, ?)", (run_id, cell.id, start + i,
-                                              codec.cell_to_json(cell)))
+            rows.append((run_id, cell.id, start + i, codec.cell_to_json(cell)))
+        if rows:
+            c.executemany("INSERT INTO cells (run_id, id, position, spec) "
+                          "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING", rows)
 
     def resume_run(self, run_id: str, cells: Sequence[Cell] = ()) -> RunInfo:
         """Mark a run running again (finished cleared); cells not yet known are added."""
@@ -309,24 +331,32 @@ class Store:
         ones are kept as first registered); the run's status is not touched."""
         self.get_run(run_id)
         with self._write() as c:
+            self._lock_run(c, run_id)
             self._add_cells(c, run_id, cells)
+
+    def _lock_run(self, c: Any, run_id: str) -> None:
+        """Serialize writers that add cells to one run (their positions are counted)."""
+        c.execute("SELECT id FROM runs WHERE id = ?" + _for_update(self), (run_id,)).fetchall()
 
     def join_run(self, run_id: str, matrix: str, cells: Sequence[Cell], *,
                  matrix_file: str = "", config: Mapping[str, Any] | None = None,
-                 artifacts_dir: str | Path | None = None) -> RunInfo:
+                 artifacts_dir: str | Path | None = None, lab: str | None = None) -> RunInfo:
         """Create the run if no process has yet, else join it; either way add the missing
-        cells. Atomic: several processes may call it at once (e.g. pytest-xdist workers).
-        ConfigError if the run exists for another matrix."""
-        if not run_id or safe_name(run_id) != run_id:
-            raise ConfigError(f"run id {run_id!r} may only use letters, digits, '_', '.', '-'")
+        cells. Atomic: several processes may call it at once (e.g. pytest-xdist workers,
+        controllers on several machines). ConfigError if the run exists for another
+        matrix."""
+        _check_run_id(run_id)
         with self._write() as c:
-            c.execute("INSERT OR IGNORE INTO runs (id, matrix, matrix_file, config, started, "
-                      "status, artifacts_dir) VALUES (?, ?, ?, ?, ?, 'running', ?)",
+            c.execute("INSERT INTO runs (id, matrix, matrix_file, config, started, status, "
+                      "artifacts_dir, lab) VALUES (?, ?, ?, ?, ?, 'running', ?, ?) "
+                      "ON CONFLICT DO NOTHING",
                       (run_id, matrix, str(matrix_file), codec.dumps(dict(config or {})),
-                       time.time(), None if artifacts_dir is None else str(artifacts_dir)))
+                       time.time(), None if artifacts_dir is None else str(artifacts_dir),
+                       _lab_of(lab, config)))
+            self._lock_run(c, run_id)
             have = c.execute("SELECT matrix FROM runs WHERE id = ?", (run_id,)).fetchone()[0]
             if have != matrix:
-                raise ConfigError(f"run {run_id!r} in {self.path} is a run of matrix "
+                raise ConfigError(f"run {run_id!r} in {self.location} is a run of matrix "
                                   f"{have!r}, not of {matrix!r}")
             self._add_cells(c, run_id, cells)
         return self.get_run(run_id)
@@ -343,21 +373,32 @@ class Store:
         if row is None:
             known = [r.id for r in self.list_runs()]
             hint = f"; known runs: {', '.join(known[-5:])}" if known else "; it has no runs"
-            raise ConfigError(f"no run {run_id!r} in {self.path}{hint}")
+            raise ConfigError(f"no run {run_id!r} in {self.location}{hint}")
         return _run_info(row)
 
-    def list_runs(self, matrix: str | None = None) -> list[RunInfo]:
-        """Runs, oldest first (optionally of one matrix)."""
-        q = "SELECT * FROM runs" + (" WHERE matrix = ?" if matrix is not None else "")
-        rows = self._conn().execute(q + " ORDER BY started, id",
-                                    (matrix,) if matrix is not None else ()).fetchall()
+    def list_runs(self, matrix: str | None = None, *, lab: str | None = None) -> list[RunInfo]:
+        """Runs, oldest first (optionally of one matrix, of one lab)."""
+        where, args = [], []
+        if matrix is not None:
+            where.append("matrix = ?")
+            args.append(matrix)
+        if lab is not None:
+            where.append("lab = ?")
+            args.append(lab)
+        q = "SELECT * FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
+        rows = self._conn().execute(q + " ORDER BY started, id", tuple(args)).fetchall()
         return [_run_info(r) for r in rows]
 
-    def previous_run(self, matrix: str, before: str | None = None) -> RunInfo | None:
-        """The latest run of ``matrix`` started before run ``before`` (or the latest)."""
-        runs = self.list_runs(matrix)
-        if before is not None:
-            ref = self.get_run(before)
+    def previous_run(self, matrix: str, before: str | None = None, *,
+                     lab: str | None = None) -> RunInfo | None:
+        """The latest run of ``matrix`` started before run ``before`` (or the latest);
+        of the same lab as ``before`` when the database holds several labs' runs (or of
+        ``lab`` when given)."""
+        ref = self.get_run(before) if before is not None else None
+        if lab is None and ref is not None and ref.lab:
+            lab = ref.lab
+        runs = self.list_runs(matrix, lab=lab)
+        if ref is not None:
             runs = [r for r in runs if (r.started, r.id) < (ref.started, ref.id)]
         return runs[-1] if runs else None
 
@@ -367,21 +408,26 @@ class Store:
         """Record what became of a host in a run (``set_aside`` and why); the last wins."""
         self.get_run(run_id)
         with self._write() as c:
-            c.execute("INSERT OR REPLACE INTO run_hosts (run_id, host, state, reason, recorded)"
-                      " VALUES (?, ?, ?, ?, ?)", (run_id, host, state, reason, time.time()))
+            c.execute("INSERT INTO run_hosts (run_id, host, state, reason, recorded) "
+                      "VALUES (?, ?, ?, ?, ?) ON CONFLICT (run_id, host) DO UPDATE SET "
+                      "state = excluded.state, reason = excluded.reason, "
+                      "recorded = excluded.recorded",
+                      (run_id, host, state, reason, time.time()))
 
     def host_states(self, run_id: str) -> dict[str, tuple[str, str]]:
         """``{host: (state, reason)}`` recorded for a run (hosts set aside, ...)."""
         rows = self._conn().execute("SELECT host, state, reason FROM run_hosts WHERE "
-                                    "run_id = ? ORDER BY host", (run_id,))
+                                    "run_id = ? ORDER BY host", (run_id,)).fetchall()
         return {r[0]: (r[1], r[2]) for r in rows}
 
     def pin_baseline(self, run_id: str, note: str = "") -> RunInfo:
         """Make ``run_id`` the baseline of its matrix until unpinned."""
         info = self.get_run(run_id)
         with self._write() as c:
-            c.execute("INSERT OR REPLACE INTO baseline_pins (matrix, run_id, pinned, note) "
-                      "VALUES (?, ?, ?, ?)", (info.matrix, run_id, time.time(), note))
+            c.execute("INSERT INTO baseline_pins (matrix, run_id, pinned, note) "
+                      "VALUES (?, ?, ?, ?) ON CONFLICT (matrix) DO UPDATE SET "
+                      "run_id = excluded.run_id, pinned = excluded.pinned, "
+                      "note = excluded.note", (info.matrix, run_id, time.time(), note))
         return info
 
     def unpin_baseline(self, matrix: str) -> str | None:
@@ -407,54 +453,76 @@ class Store:
         """Store one boot in one transaction (boot row, findings, signatures).
 
         Idempotent: a boot index already holding a guest outcome is never replaced nor
-        counted twice (the first recorded wins). A recorded infrastructure error is kept
-        in ``infra_events`` and replaced by a later guest outcome of the same index."""
-        try:
+        counted twice (the first recorded wins), also when several controllers record
+        the same boot at once. A recorded infrastructure error is kept in
+        ``infra_events`` and replaced by a later guest outcome of the same index."""
+        def once() -> None:
             with self._write() as c:
                 self._record(c, result)
-        except sqlite3.IntegrityError as e:
+
+        try:
+            self._retrying(once)
+        except self.integrity_errors as e:
             raise StoreError(f"cannot record boot {result.index} of cell {result.cell_id!r} "
-                             f"in run {result.run_id!r}: {e} (was the run created with this "
+                             f"in run {result.run_id!r}: {_msg(e)} (was the run created with this "
                              "cell?)") from None
-        except sqlite3.Error as e:
+        except self.db_errors as e:
             raise StoreError(f"cannot record boot {result.index} of cell {result.cell_id!r} "
-                             f"in {self.path}: {e}") from None
+                             f"in {self.location}: {_msg(e)}") from None
 
     def record_many(self, results: Iterable[BootResult]) -> None:
         """Several boots in one transaction (imports, tests)."""
-        try:
+        todo = list(results)
+
+        def once() -> None:
             with self._write() as c:
-                for r in results:
+                for r in todo:
                     self._record(c, r)
-        except sqlite3.Error as e:
-            raise StoreError(f"cannot record these boots in {self.path} (none was): {e} "
+
+        try:
+            self._retrying(once)
+        except self.db_errors as e:
+            raise StoreError(f"cannot record these boots in {self.location} (none was): {_msg(e)} "
                              "(was the run created with these cells?)") from None
 
-    def _record(self, c: sqlite3.Connection, r: BootResult) -> None:
+    def _record(self, c: Any, r: BootResult) -> None:
+        """The recording rules in statements both databases run the same way with
+        concurrent writers: the boot row is claimed by ``INSERT ... ON CONFLICT DO
+        NOTHING`` (a second writer of the same index waits for the first, then does
+        nothing), and an infrastructure error is replaced by deleting exactly that row
+        (of two writers replacing it, one deletes it, the other finds nothing)."""
         now = time.time()
         outcome = Outcome(r.outcome)
+        key = (r.run_id, r.cell_id, r.index)
         if outcome is Outcome.INFRA_ERROR:
-            c.execute("INSERT OR IGNORE INTO infra_events (run_id, cell_id, idx, attempt, "
-                      "reason, recorded, digest) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                      (r.run_id, r.cell_id, r.index, r.attempt, r.reason, now,
-                       codec.digest(r)))
-        old = c.execute("SELECT id, outcome FROM boots WHERE run_id = ? AND cell_id = ? "
-                        "AND idx = ?", (r.run_id, r.cell_id, r.index)).fetchone()
-        if old is not None:
-            if old["outcome"] != Outcome.INFRA_ERROR or outcome is Outcome.INFRA_ERROR:
-                return  # already recorded: never twice
-            c.execute("DELETE FROM boots WHERE id = ?", (old["id"],))
-        cols = (*codec.BOOT_COLUMNS, "recorded")
-        cur = c.execute(f"INSERT INTO boots ({', '.join(cols)}) "
-                        f"VALUES ({', '.join('?' * len(cols))})", (*codec.boot_row(r), now))
-        boot_id = cur.lastrowid
-        c.executemany("INSERT INTO findings VALUES (?, ?, ?, ?, ?, ?, ?)",
-                      [(boot_id, i, f.kind, f.line, f.text, codec.int64(f.cpu),
-                        codec.int64(f.errno)) for i, f in enumerate(r.findings)])
-        for s in dict.fromkeys(r.signatures):
-            c.execute("INSERT OR IGNORE INTO signatures (kind, title) VALUES (?, ?)",
-                      (s.kind, s.title))
-            c.execute("INSERT OR IGNORE INTO boot_signatures SELECT ?, id FROM signatures "
+            c.execute("INSERT INTO infra_events (run_id, cell_id, idx, attempt, reason, "
+                      "recorded, digest) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                      (*key, r.attempt, r.reason, now, codec.digest(r)))
+        row = codec.boot_row(r)
+        insert = (f"INSERT INTO boots ({_COLS}) VALUES ({_MARKS}) "
+                  "ON CONFLICT DO NOTHING RETURNING id")
+        got = c.execute(insert, (*row, now)).fetchone()
+        if got is None:  # the index has a row already
+            if outcome is Outcome.INFRA_ERROR:
+                return  # never replaces anything
+            gone = c.execute("DELETE FROM boots WHERE run_id = ? AND cell_id = ? AND idx = ? "
+                             "AND outcome = 'infra_error' RETURNING id", key).fetchone()
+            if gone is None:
+                return  # a guest outcome is there: the first one wins
+            got = c.execute(insert, (*row, now)).fetchone()
+            if got is None:
+                return
+        boot_id = got[0]
+        if r.findings:
+            c.executemany("INSERT INTO findings VALUES (?, ?, ?, ?, ?, ?, ?)",
+                          [(boot_id, i, f.kind, f.line, f.text, codec.int64(f.cpu),
+                            codec.int64(f.errno)) for i, f in enumerate(r.findings)])
+        # in one order for every writer: two of them adding the same new signatures
+        # cannot wait for each other
+        for s in sorted(dict.fromkeys(r.signatures), key=lambda s: (s.kind, s.title)):
+            c.execute("INSERT INTO signatures (kind, title) VALUES (?, ?) "
+                      "ON CONFLICT DO NOTHING", (s.kind, s.title))
+            c.execute("INSERT INTO boot_signatures SELECT ?, id FROM signatures "
                       "WHERE kind = ? AND title = ?", (boot_id, s.kind, s.title))
 
     def record_decision(self, run_id: str, d: Any) -> None:
@@ -462,19 +530,20 @@ class Store:
         decision, at_boot, outcome, low, high, confidence, method). The first one wins."""
         try:
             with self._write() as c:
-                c.execute("INSERT OR IGNORE INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                c.execute("INSERT INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                          "ON CONFLICT DO NOTHING",
                           (run_id, d.cell_id, d.decision, int(d.at_boot), d.outcome,
                            float(d.low), float(d.high), float(d.confidence), d.method,
                            time.time()))
-        except sqlite3.Error as e:
+        except self.db_errors as e:
             raise StoreError(f"cannot record the decision of cell {d.cell_id!r} in run "
-                             f"{run_id!r}: {e}") from None
+                             f"{run_id!r}: {_msg(e)}") from None
 
     def decisions(self, run_id: str) -> dict[str, StoredDecision]:
         """Adaptive stopping's decisions of a run, by cell id."""
         rows = self._conn().execute(
             "SELECT cell_id, decision, at_boot, outcome, low, high, confidence, method "
-            "FROM decisions WHERE run_id = ?", (run_id,))
+            "FROM decisions WHERE run_id = ?", (run_id,)).fetchall()
         return {r[0]: StoredDecision(*r) for r in rows}
 
     def recorded(self, run_id: str, cell_id: str, include_infra: bool = False) -> set[int]:
@@ -483,17 +552,17 @@ class Store:
         q = "SELECT idx FROM boots WHERE run_id = ? AND cell_id = ?"
         if not include_infra:
             q += " AND outcome != 'infra_error'"
-        return {r[0] for r in self._conn().execute(q, (run_id, cell_id))}
+        return {r[0] for r in self._conn().execute(q, (run_id, cell_id)).fetchall()}
 
     def counts(self, run_id: str) -> dict[str, CellCounts]:
         """Outcome counts per cell id (every cell of the run, zero counts included)."""
         conn = self._conn()
         per: dict[str, dict[str, int]] = {r[0]: {} for r in conn.execute(
-            "SELECT id FROM cells WHERE run_id = ? ORDER BY position", (run_id,))}
+            "SELECT id FROM cells WHERE run_id = ? ORDER BY position", (run_id,)).fetchall()}
         for cell_id, outcome, n in conn.execute(
                 "SELECT cell_id, outcome, COUNT(*) FROM boots WHERE run_id = ? "
-                "GROUP BY cell_id, outcome", (run_id,)):
-            per.setdefault(cell_id, {})[outcome] = n
+                "GROUP BY cell_id, outcome", (run_id,)).fetchall():
+            per.setdefault(cell_id, {})[outcome] = int(n)
         return {cid: CellCounts(**d) for cid, d in per.items()}
 
     def boots(self, run_id: str, cell_id: str | None = None, *,
@@ -510,12 +579,12 @@ class Store:
         for bid, kind, title in conn.execute(
                 "SELECT b.id, s.kind, s.title FROM boot_signatures bs "
                 "JOIN boots b ON b.id = bs.boot_id JOIN signatures s ON s.id = bs.signature_id "
-                f"WHERE {where} ORDER BY s.kind, s.title", args):
+                f"WHERE {where} ORDER BY s.kind, s.title", args).fetchall():
             sigs.setdefault(bid, []).append(Signature(kind, title))
         finds: dict[int, list[Finding]] = {}
         if with_findings:
             for f in conn.execute("SELECT f.* FROM findings f JOIN boots b ON b.id = f.boot_id "
-                                  f"WHERE {where} ORDER BY f.boot_id, f.seq", args):
+                                  f"WHERE {where} ORDER BY f.boot_id, f.seq", args).fetchall():
                 finds.setdefault(f["boot_id"], []).append(
                     Finding(f["kind"], f["line"], f["text"], f["cpu"], f["errno"]))
         return [codec.boot_from_row(r, tuple(finds.get(r["id"], ())),
@@ -539,23 +608,26 @@ class Store:
         n = 0
         with self._write() as c:
             for cell_id, idx in boots:
-                n += c.execute(
-                    "UPDATE boots SET artifacts = '[]', extra = json_insert(extra, '$[#]', "
-                    "json_array('artifacts_pruned', ?)) WHERE run_id = ? AND cell_id = ? "
-                    "AND idx = ? AND artifacts != '[]'", (when, run_id, cell_id, idx)).rowcount
+                row = c.execute("SELECT id, extra FROM boots WHERE run_id = ? AND "
+                                "cell_id = ? AND idx = ? AND artifacts != '[]'",
+                                (run_id, cell_id, idx)).fetchone()
+                if row is None:
+                    continue
+                extra = [*codec._load(row["extra"]), ["artifacts_pruned", when]]
+                c.execute("UPDATE boots SET artifacts = '[]', extra = ? WHERE id = ?",
+                          (codec.dumps(extra), row["id"]))
+                n += 1
         return n
 
     def infra_events(self, run_id: str) -> list[InfraEvent]:
         rows = self._conn().execute(
             "SELECT cell_id, idx, attempt, reason, recorded FROM infra_events "
-            "WHERE run_id = ? ORDER BY id", (run_id,))
+            "WHERE run_id = ? ORDER BY id", (run_id,)).fetchall()
         return [InfraEvent(*r) for r in rows]
 
     def load_run(self, run_id: str, *, with_findings: bool = True) -> RunData:
         """Everything about one run, for reports (a consistent snapshot)."""
-        conn = self._conn()
-        conn.execute("BEGIN")  # one read snapshot for all the queries below
-        try:
+        with self._snapshot():  # one read snapshot for all the queries below
             info = self.get_run(run_id)
             cells = self.cells(run_id)
             by_cell: dict[str, list[BootResult]] = {}
@@ -563,8 +635,6 @@ class Store:
                 by_cell.setdefault(b.cell_id, []).append(b)
             events = tuple(self.infra_events(run_id))
             decided = self.decisions(run_id)
-        finally:
-            conn.execute("COMMIT")
         out = []
         for pos, cell in enumerate(cells):
             boots = tuple(by_cell.get(cell.id, ()))
@@ -575,14 +645,41 @@ class Store:
         return RunData(info, tuple(out), events, signature_counts(b.signatures for b in every))
 
 
+_COLS = ", ".join((*codec.BOOT_COLUMNS, "recorded"))
+_MARKS = ", ".join("?" * (len(codec.BOOT_COLUMNS) + 1))
+
+
+def _for_update(store: Store) -> str:
+    return " FOR UPDATE" if store.dialect.name == "postgresql" else ""
+
+
+def _msg(e: BaseException) -> str:
+    """A driver's error on one line (PostgreSQL's carry the statement and a caret)."""
+    first = str(e).split("\nLINE ", 1)[0]
+    return " ".join(first.split())
+
+
+def _check_run_id(run_id: str) -> None:
+    if not run_id or safe_name(run_id) != run_id:
+        raise ConfigError(f"run id {run_id!r} may only use letters, digits, '_', '.', '-'")
+
+
+def _lab_of(lab: str | None, config: Mapping[str, Any] | None) -> str:
+    if lab is not None:
+        return lab
+    value = (config or {}).get("lab")
+    return value if isinstance(value, str) else ""
+
+
 def _counts(boots: Iterable[BootResult]) -> CellCounts:
     from harness.stats import count_outcomes
 
     return count_outcomes(b.outcome for b in boots)
 
 
-def _run_info(row: sqlite3.Row) -> RunInfo:
+def _run_info(row: Any) -> RunInfo:
     import json
 
     return RunInfo(row["id"], row["matrix"], row["matrix_file"], json.loads(row["config"]),
-                   row["started"], row["finished"], row["status"], row["artifacts_dir"])
+                   row["started"], row["finished"], row["status"], row["artifacts_dir"],
+                   row["lab"])

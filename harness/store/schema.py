@@ -2,9 +2,14 @@
 
 Add a migration by appending to ``MIGRATIONS``; never edit a released one. Each is a
 tuple of single SQL statements run inside the transaction that records its version.
+They are written in SQLite's words and serve PostgreSQL too (``harness.store.dialect``
+translates types and ``INSERT OR IGNORE``); a statement the translation cannot carry is a
+``PerDialect`` pair.
 """
 
 from __future__ import annotations
+
+from harness.store.dialect import PerDialect, Statement
 
 V1: tuple[str, ...] = (
     """CREATE TABLE runs (
@@ -153,5 +158,17 @@ V5: tuple[str, ...] = (
     )""",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (V1, V2, V3, V4, V5)  # MIGRATIONS[i] makes version i + 1
+# v6: one database may hold the history of several labs: a run knows its lab (copied from
+# the config snapshot of the runs before), so runs and trends can be filtered by it.
+V6: tuple[Statement, ...] = (
+    "ALTER TABLE runs ADD COLUMN lab TEXT NOT NULL DEFAULT ''",
+    PerDialect(
+        sqlite="UPDATE runs SET lab = COALESCE(json_extract(config, '$.lab'), '') "
+               "WHERE json_valid(config) AND json_type(config, '$.lab') = 'text'",
+        postgresql="UPDATE runs SET lab = COALESCE(config::jsonb ->> 'lab', '') "
+                   "WHERE jsonb_typeof(config::jsonb -> 'lab') = 'string'"),
+    "CREATE INDEX runs_by_lab ON runs (lab, matrix, started)",
+)
+
+MIGRATIONS: tuple[tuple[Statement, ...], ...] = (V1, V2, V3, V4, V5, V6)  # [i]: v(i + 1)
 LATEST = len(MIGRATIONS)

@@ -1,4 +1,5 @@
-"""The results store on a real SQLite file: runs, boots, idempotence, errors."""
+"""The results store on a real SQLite file and a real PostgreSQL server (``store`` runs
+every test on both): runs, boots, idempotence, errors, several labs in one database."""
 
 from __future__ import annotations
 
@@ -48,8 +49,8 @@ def cells() -> list[Cell]:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(tmp_path / "reports" / "lab.db")
+def store(db_target: Path | str) -> Iterator[Store]:
+    s = Store(db_target)
     yield s
     s.close()
 
@@ -74,14 +75,18 @@ def full_result(index: int = 0) -> BootResult:
     )
 
 
-def test_a_new_database_has_the_latest_schema_and_wal(store: Store) -> None:
-    assert store.schema_version == SCHEMA_VERSION == 5
-    conn = sqlite3.connect(store.path)
-    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+def test_a_new_database_has_the_latest_schema(store: Store) -> None:
+    assert store.schema_version == SCHEMA_VERSION == 6
     assert {"runs", "cells", "boots", "findings", "signatures", "boot_signatures",
-            "infra_events", "schema_version"} <= tables
-    conn.close()
+            "infra_events", "schema_version"} <= store._tables(store._conn())
+
+
+def test_an_sqlite_database_uses_wal(tmp_path: Path) -> None:
+    with Store(tmp_path / "lab.db") as store:
+        assert type(store).__name__ == "SQLiteStore"
+        conn = sqlite3.connect(store.path)
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        conn.close()
 
 
 def test_durable_stores_sync_every_commit_and_simulated_lab_stores_do_not(
