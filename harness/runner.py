@@ -48,6 +48,8 @@ class RunOptions:
     write_reports: bool = True
     only_cells: tuple[str, ...] | None = None  # run just these cells (pytest: one per test)
     join: bool = False  # with resume: add to a run others write too; leave it running
+    share: str | None = None  # --join: boot this run with other controllers (work queue)
+    lease_s: float = 15.0  # --join: a controller silent this long is presumed dead
     workers: int = 1  # processes booting the run (hosts split among them)
     worker: bool = False  # this process is one of them (set by harness.workers)
 
@@ -253,6 +255,8 @@ class Runner:
         t0 = time.monotonic()
         self._preflight(db)
         with self._open_store(db) as store, contextlib.ExitStack() as held:
+            if o.share:
+                return self._run_shared(store, db, o.share, t0)
             if o.resume:
                 info = store.get_run(o.resume)
                 if info.matrix != self.matrix.name:
@@ -327,6 +331,80 @@ class Runner:
         return RunSummary(run_id, self.matrix.name, status, db, run_dir, tuple(cells), counts,
                           recorded - already, time.monotonic() - t0, dict(stats.set_aside),
                           decisions, stats.skipped, missing, reports, util)
+
+    def _run_shared(self, store: Store, db: DbTarget, run_id: str, t0: float) -> RunSummary:
+        """``--join RUN_ID``: create the run or join it, and boot its plan from the work
+        queue in the database with every other controller on it (harness/join.py)."""
+        from harness.join import SharedScheduler
+        from harness.store.queue import WorkQueue
+
+        o = self.options
+        if o.workers > 1:
+            raise ConfigError("--join and --workers: start several --join controllers "
+                              "instead (each is one process)")
+        if self._adaptive() is not None:
+            raise ConfigError("--join does not stop cells early: run it with --no-adaptive")
+        self._run_id = run_id
+        cells = self._only(self._cells())
+        info = store.join_run(run_id, self.matrix.name, cells,
+                              matrix_file=str(self.matrix.file), config=self._config(cells),
+                              artifacts_dir=o.reports_dir / run_id, lab=self.lab.name)
+        stored = {c.id: c for c in store.cells(run_id)}
+        if {c.id for c in cells} - set(stored) or any(
+                stored[c.id].boots != c.boots for c in cells):
+            raise ConfigError(f"run {run_id!r} was started with other cells or boots than "
+                              "this controller's matrix and options: join it with the same "
+                              "matrix and --boots")
+        cells = [stored[c.id] for c in cells]
+        run_dir = Path(info.artifacts_dir or o.reports_dir / run_id)
+        seed = info.config.get("order_seed")
+        order_seed = seed if isinstance(seed, int) else _seed_of(run_id)
+        done = {c.id: store.recorded(run_id, c.id) for c in cells}
+        queue = WorkQueue(store, run_id, lease_s=o.lease_s)
+        cap = o.max_per_host or 1 << 30
+        queue.ensure_plan(plan_chunks(cells, done, chunk_size=o.chunk_size, seed=order_seed),
+                          {h: min(self.lab.host(h).slots, cap) for h in {c.host for c in cells}})
+        slots = {h: n for h, n in queue.hosts().items() if h in self.lab.hosts}
+        already = sum(len(v) for v in done.values())
+        self._emit(RunStarted(run_id, self.matrix.name, sum(c.boots for c in cells),
+                              already, slots, db, True))
+        loop = self._loop = self._boot_loop(store, run_id, run_dir)
+        mine = [0]  # guest boots this controller recorded
+
+        def on_result(r: BootResult) -> None:
+            if r.outcome is not Outcome.INFRA_ERROR:
+                mine[0] += 1
+            self._emit(BootDone(r))
+
+        queue.join()
+        try:
+            sched = SharedScheduler(queue, {c.id: c for c in cells}, slots,
+                                    lambda ch: loop.run_chunk(ch.cell, list(ch.indices)),
+                                    on_result=on_result,
+                                    on_host=lambda h, s: self._emit(HostChanged(h, s)),
+                                    host_ok=lambda h: loop.health.why(h),
+                                    on_stop=loop.request_stop, **self._sim_pacing())
+            self._scheduler = sched
+            if self._stop.is_set():
+                sched.stop()
+            stats = sched.run()
+        finally:
+            queue.leave()
+        for host, why in stats.set_aside.items():
+            store.set_host_state(run_id, host, "set_aside", why)
+        counts = store.counts(run_id)
+        recorded = sum(len(store.recorded(run_id, c.id)) for c in cells)
+        missing = max(0, sum(c.boots for c in cells) - recorded)
+        status = ("interrupted" if stats.interrupted
+                  else "incomplete" if missing else "finished")
+        reports: dict[str, Path] = {}
+        # the controller that sees the last chunk done first marks the run and reports
+        if (status == "finished" and queue.left() == 0 and queue.claim_finish()
+                and o.write_reports):
+            reports = self._reports(store, run_id, run_dir)
+        return RunSummary(run_id, self.matrix.name, status, db, run_dir, tuple(cells), counts,
+                          mine[0], time.monotonic() - t0, dict(stats.set_aside),
+                          {}, 0, missing, reports, stats.utilization())
 
     def _run_workers(self, db: DbTarget, run_id: str, cells: list[Cell],
                      plan: dict[str, list[Chunk]], order_seed: int

@@ -190,6 +190,14 @@ def result_table(summary: RunSummary, adaptive_cs: bool = False) -> Table:
 @click.option("--run-id", help="Id of the new run (default: <matrix>-<UTC time>-<hex>).")
 @click.option("--resume", "resume", metavar="RUN_ID",
               help="Continue this run where it stopped (no boot lost or counted twice).")
+@click.option("--join", "join", metavar="RUN_ID",
+              help="Boot run RUN_ID together with other controllers (started the same way, "
+                   "on this machine or others, on one database): created by the first, its "
+                   "plan shared through the database.")
+@click.option("--lease", "lease_s", type=click.FloatRange(min=0.5), default=15.0,
+              show_default=True, metavar="SECONDS",
+              help="With --join: a controller silent this long is presumed dead and its "
+                   "boots are redone by the others.")
 @click.option("--boots", type=click.IntRange(min=1, max=1_000_000),
               help="Boots per cell instead of the matrix's.")
 @click.option("--time-scale", type=click.FloatRange(min=0), default=0.0, show_default=True,
@@ -215,7 +223,8 @@ def result_table(summary: RunSummary, adaptive_cs: bool = False) -> Table:
 @click.option("--progress-every", type=click.FloatRange(min=0), default=60.0,
               show_default=True, metavar="SECONDS",
               help="Without a terminal or with --quiet: a progress line this often.")
-def run(matrix: Path, run_id: str | None, resume: str | None, boots: int | None,
+def run(matrix: Path, run_id: str | None, resume: str | None, join: str | None,
+        lease_s: float, boots: int | None,
         time_scale: float, chunk_size: int, max_per_host: int | None,
         adaptive: bool | None, order_seed: int | None, workers: int, reports_dir: Path,
         db: str | None, no_report: bool, quiet: bool, progress_every: float) -> int:
@@ -224,13 +233,15 @@ def run(matrix: Path, run_id: str | None, resume: str | None, boots: int | None,
     if run_id and resume:
         raise click.UsageError("give --run-id for a new run or --resume for an old one, "
                                "not both")
+    if join and (run_id or resume):
+        raise click.UsageError("--join RUN_ID names the run already: no --run-id or --resume")
     m = load_matrix(matrix)
     options = RunOptions(run_id=run_id, resume=resume, boots=boots, time_scale=time_scale,
                          chunk_size=chunk_size, order_seed=order_seed,
                          max_per_host=max_per_host, adaptive=adaptive,
                          reports_dir=reports_dir, db=parse_target(db) if db else None,
                          write_reports=not no_report,
-                         workers=workers)
+                         workers=workers, share=join, lease_s=lease_s)
     console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
     live_view = LiveView(console)
     plain = quiet or not console.is_terminal

@@ -170,5 +170,54 @@ V6: tuple[Statement, ...] = (
     "CREATE INDEX runs_by_lab ON runs (lab, matrix, started)",
 )
 
-MIGRATIONS: tuple[tuple[Statement, ...], ...] = (V1, V2, V3, V4, V5, V6)  # [i]: v(i + 1)
+# v7: several controllers share one run through the database (harness/store/queue.py):
+# the plan as a work queue, host slots as leases, controllers with heartbeats, and the
+# log of who ran which chunk under which slot when.
+V7: tuple[Statement, ...] = (
+    """CREATE TABLE controllers (
+        id TEXT PRIMARY KEY,
+        run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        host TEXT NOT NULL DEFAULT '',
+        pid INTEGER NOT NULL DEFAULT 0,
+        started REAL NOT NULL,
+        heartbeat REAL NOT NULL,
+        expires REAL NOT NULL,
+        left_at REAL
+    )""",
+    "CREATE INDEX controllers_by_run ON controllers (run_id, expires)",
+    """CREATE TABLE slot_leases (
+        run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        host TEXT NOT NULL,
+        slot INTEGER NOT NULL,
+        controller TEXT,
+        PRIMARY KEY (run_id, host, slot)
+    )""",
+    """CREATE TABLE work (
+        run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        host TEXT NOT NULL,
+        cell_id TEXT NOT NULL,
+        indices TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'todo' CHECK (state IN ('todo', 'taken', 'done')),
+        controller TEXT,
+        slot INTEGER,
+        taken REAL,
+        done REAL,
+        PRIMARY KEY (run_id, seq)
+    )""",
+    "CREATE INDEX work_by_host ON work (run_id, host, state, seq)",
+    """CREATE TABLE work_log (
+        id INTEGER PRIMARY KEY,
+        run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        host TEXT NOT NULL,
+        slot INTEGER NOT NULL,
+        controller TEXT NOT NULL,
+        indices TEXT NOT NULL,
+        started REAL NOT NULL,
+        ended REAL
+    )""",
+)
+
+MIGRATIONS: tuple[tuple[Statement, ...], ...] = (V1, V2, V3, V4, V5, V6, V7)  # [i]: v(i + 1)
 LATEST = len(MIGRATIONS)

@@ -76,7 +76,7 @@ def full_result(index: int = 0) -> BootResult:
 
 
 def test_a_new_database_has_the_latest_schema(store: Store) -> None:
-    assert store.schema_version == SCHEMA_VERSION == 6
+    assert store.schema_version == SCHEMA_VERSION == 7
     assert {"runs", "cells", "boots", "findings", "signatures", "boot_signatures",
             "infra_events", "schema_version"} <= store._tables(store._conn())
 

@@ -86,7 +86,7 @@ def test_v1_database_is_migrated_without_losing_anything(db_target: Path | str) 
     db = db_target
     make_db(db, 1)
     with Store(db) as store:
-        assert store.schema_version == SCHEMA_VERSION == 6
+        assert store.schema_version == SCHEMA_VERSION == 7
         assert store.get_run("old").artifacts_dir is None  # the column v2 added
         counts = store.counts("old")[CELL.id]
         assert (counts.ok, counts.vcpu_offline, counts.infra_error) == (1, 1, 1)
@@ -96,10 +96,10 @@ def test_v1_database_is_migrated_without_losing_anything(db_target: Path | str) 
         assert store.recorded("old", CELL.id) == {0, 2}
         assert [b.outcome for b in store.load_run("old").cells[0].boots] == \
             [Outcome.OK, Outcome.INFRA_ERROR, Outcome.VCPU_OFFLINE]
-    assert versions(db) == [1, 2, 3, 4, 5, 6]
+    assert versions(db) == [1, 2, 3, 4, 5, 6, 7]
     with Store(db) as again:  # migrating is done once
-        assert again.schema_version == 6
-    assert versions(db) == [1, 2, 3, 4, 5, 6]
+        assert again.schema_version == 7
+    assert versions(db) == [1, 2, 3, 4, 5, 6, 7]
 
 
 def test_v2_infrastructure_history_survives_v3(db_target: Path | str) -> None:
@@ -112,7 +112,7 @@ def test_v2_infrastructure_history_survives_v3(db_target: Path | str) -> None:
         store.record(BootResult("old", CELL.id, 1, Outcome.INFRA_ERROR, reason="host down",
                                 timings=(("start", 99.0),)))
         assert len(store.infra_events("old")) == 3
-    assert versions(db) == [1, 2, 3, 4, 5, 6]
+    assert versions(db) == [1, 2, 3, 4, 5, 6, 7]
 
 
 def test_a_database_from_a_newer_harness_is_refused_untouched(db_target: Path | str) -> None:
@@ -120,7 +120,7 @@ def test_a_database_from_a_newer_harness_is_refused_untouched(db_target: Path | 
     Store(db).close()
     with raw(db) as (conn, _):
         conn.execute("INSERT INTO schema_version VALUES (99, 0)")
-    with pytest.raises(ConfigError, match=r"newer harness \(schema v99; this one knows up to v6"):
+    with pytest.raises(ConfigError, match=r"newer harness \(schema v99; this one knows up to v7"):
         Store(db)
     assert versions(db)[-1] == 99
 
@@ -133,10 +133,10 @@ def test_a_failed_migration_leaves_the_database_as_it_was(db_target: Path | str,
 
     broken = (*MIGRATIONS[:-1], (*MIGRATIONS[-1], "THIS IS NOT SQL"))
     monkeypatch.setattr(dbmod, "MIGRATIONS", broken)
-    with pytest.raises(StoreError, match=r"migrating to schema v6 failed.*unchanged"):
+    with pytest.raises(StoreError, match=r"migrating to schema v7 failed.*unchanged"):
         Store(db)
     assert versions(db) == [1]
-    assert "infra_events" not in tables(db)  # v2 to v6 were rolled back together
+    assert "infra_events" not in tables(db)  # v2 to v7 were rolled back together
 
 
 def test_v6_gives_old_runs_their_lab_from_the_config(db_target: Path | str) -> None:
