@@ -253,6 +253,7 @@ class Store:
                               "results yet)")
         version = 0
         d = self.dialect
+        refused: tuple[type[BaseException], ...] = (StoreError, *self.db_errors)
         try:
             with self._write() as c:
                 self._lock_schema(c)
@@ -268,7 +269,7 @@ class Store:
                     for stmt in MIGRATIONS[version - 1]:
                         c.execute(d.migration(stmt))
                     c.execute("INSERT INTO schema_version VALUES (?, ?)", (version, time.time()))
-        except self.db_errors as e:
+        except refused as e:  # StoreError: SQLite's write refused
             self.close()
             raise StoreError(f"{self.location}: migrating to schema v{version} failed: {_msg(e)} "
                              "(the database is unchanged)") from None
