@@ -237,7 +237,22 @@ class _Builder:
             host_attrs=host_attrs,
         )
         self.check_expansion(spec)
+        self.check_cycle_hosts(spec)
         return spec
+
+    def check_cycle_hosts(self, spec: MatrixSpec) -> None:
+        """``reboot: cpu-cycle`` needs a real guest answering the trial command: a
+        simulated host would turn every trial into a bogus boot failure."""
+        for p in points(spec):
+            reboot = RebootMode(p.get("reboot", spec.reboot))
+            host = self.lab.hosts.get(str(p["host"]))
+            if reboot is RebootMode.CPU_CYCLE and host is not None and host.is_sim:
+                where: PathT = ("axes", "reboot") if "reboot" in self.model.axes \
+                    else ("reboot",)
+                self.fail(where, f"reboot: cpu-cycle needs real guests; host {p['host']!r} "
+                          f"is simulated ({host.uri})")
+                break
+        self.raise_if_errors()
 
     def hosts(self, value: Any) -> list[str]:
         path: PathT = ("axes", "host")

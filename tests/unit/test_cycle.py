@@ -156,3 +156,17 @@ def test_matrix_cpu_cycle_and_cycles(tmp_path: Path) -> None:
         """))
     with pytest.raises(Exception, match=r"m.yaml:3:\d+: cycles: 0 is out of range"):
         load_matrix(tmp_path / "m.yaml")
+
+
+def test_cpu_cycle_on_a_simulated_host_is_a_located_error(tmp_path: Path) -> None:
+    repo = Path(__file__).resolve().parents[2]
+    sim = (repo / "matrices" / "eas-66611-sim.yaml").read_text()
+    lab = repo / "matrices" / "labs" / "eas-66611-sim-lab.yaml"
+    text = sim.replace("lab: labs/eas-66611-sim-lab.yaml", f"lab: {lab}")
+    text = text.replace("reboot: cold", "reboot: cpu-cycle")
+    assert "reboot: cpu-cycle" in text
+    (tmp_path / "m.yaml").write_text(text)
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if t.startswith("reboot:"))
+    with pytest.raises(Exception, match=rf"m.yaml:{line}:9: reboot: cpu-cycle needs real "
+                                        r"guests; host 'node-1' is simulated"):
+        load_matrix(tmp_path / "m.yaml")
