@@ -25,10 +25,12 @@ Rules: a boot index holds at most one guest outcome (a second ``record`` of it i
 ignored, so nothing counts twice); an infrastructure error is kept in ``infra_events`` and
 the index stays "not done" for ``recorded`` (a resume re-does it), a later guest outcome
 replaces it. A boot cut in the middle was never recorded and is re-done on resume.
-Thread-safe (one connection per thread) and multi-process safe (WAL + busy timeout +
-``BEGIN IMMEDIATE``). User-facing problems (missing/foreign/newer database, unknown or
-duplicate run id) are ``ConfigError``; ``StoreError`` is anything else the database
-refuses.
+Thread-safe and multi-process safe: SQLite with one connection per thread (WAL + busy
+timeout + ``BEGIN IMMEDIATE``), PostgreSQL with a small pool of connections shared by the
+threads (writers of one boot index meet on its unique key). Several controllers share one
+run through the work queue in ``harness.store.queue`` (``harness run --join``).
+User-facing problems (missing/foreign/newer database, unknown or duplicate run id) are
+``ConfigError``; ``StoreError`` is anything else the database refuses.
 """
 
 from harness.store.db import (
