@@ -1,14 +1,15 @@
-"""Boots saved by adaptive stopping (Wald's SPRT per cell) against fixed N, on the
-eas-66611 simulated model (its true rates per cell), at equal decisions.
+"""Boots saved by adaptive stopping (decided on the confidence sequence per cell) against
+fixed N, on the eas-66611 simulated model (its true rates per cell).
 
 For each of the 48 cells and each replication, boot outcomes are drawn from the sim
 model (``harness.sim.model.fate``, guest outcomes); fixed N judges the cell after N boots
-(``harness.stats.judge``), adaptive stops at the SPRT decision (``harness.adaptive``) or
-at N. Prints total boots, boots saved, how often the two decisions agree, how often each
+(``harness.stats.judge``), adaptive stops at its decision (``harness.adaptive``) or at N
+and is judged on the confidence sequence (``judge_cell(..., stopped_early=True)``).
+Prints total boots, boots saved, how often the two decisions agree, how often each
 matches the truth, and the coverage of the interval reported after an adaptive stop
 (confidence sequence) against a plain Wilson interval at the same stop.
 
-    python benchmarks/bench_adaptive.py [--reps 20] [--boots 100] [--max 0]
+    python benchmarks/bench_adaptive.py [--reps 20] [--boots 100] [--max 0] [--rule-out R]
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from harness.adaptive import AdaptiveSettings, cell_decision, confidence_sequenc
 from harness.matrix import load_matrix
 from harness.model import Expectation, Outcome
 from harness.sim.model import fate, load_sim_model, true_rates
-from harness.stats import CellCounts, judge, wilson
+from harness.stats import CellCounts, judge, judge_cell, wilson
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,6 +38,8 @@ def main() -> None:
     ap.add_argument("--max", type=float, default=None,
                     help="maximum acceptable rate for both classes (default: the matrix's)")
     ap.add_argument("--min-boots", type=int, default=5)
+    ap.add_argument("--rule-out", type=float, default=None,
+                    help="with maximum 0: the rate clean cells must rule out to pass")
     a = ap.parse_args()
     load = os.getloadavg()
     print(f"command: python {' '.join(sys.argv)}")
@@ -49,8 +52,10 @@ def main() -> None:
     cover_cs = cover_wilson = stops = 0
     t0 = time.perf_counter()
     for cell in m.cells:
-        if a.max is not None:
-            cell = replace(cell, expect=Expectation(a.max, a.max, cell.expect.confidence))
+        if a.max is not None or a.rule_out is not None:
+            mx = a.max if a.max is not None else cell.expect.vcpu_offline
+            cell = replace(cell, expect=Expectation(mx, mx, cell.expect.confidence,
+                                                    rule_out=a.rule_out))
         attrs = m.lab.host(cell.host).attributes
         truth = true_rates(model, cell.host, attrs, cell.guest, cell.vcpus)
         bad = any(truth[o] > (mx or 0.0) for o, mx in (
@@ -67,13 +72,15 @@ def main() -> None:
                 if decision is not None:
                     stop = n
                     break
-            adaptive = decision or judge(_counts(outcomes[:stop]), cell.expect).status
+            adaptive = (judge_cell(_counts(outcomes[:stop]), cell.expect, True).status
+                        if decision else judge(_counts(outcomes[:stop]), cell.expect).status)
             totals["fixed"] += a.boots
             totals["adaptive"] += stop
             decided_early += stop < a.boots
             agree += adaptive == fixed
-            right_fixed += fixed == ("fail" if bad else "pass")
-            right_adaptive += adaptive == ("fail" if bad else "pass")
+            good = ("pass", "clean")  # clean: maximum 0, no failure seen
+            right_fixed += fixed == "fail" if bad else fixed in good
+            right_adaptive += adaptive == "fail" if bad else adaptive in good
             if decision is not None:
                 c = _counts(outcomes[:stop])
                 for o in (Outcome.VCPU_OFFLINE, Outcome.BOOT_FAILURE):
@@ -87,7 +94,8 @@ def main() -> None:
     saved = totals["fixed"] - totals["adaptive"]
     maxima = "from the matrix (0)" if a.max is None else f"{a.max:g}"
     print(f"{len(m.cells)} cells x {a.reps} replications, fixed N = {a.boots}, maxima "
-          f"{maxima}, SPRT alpha=beta={settings.alpha}, min {settings.min_boots} boots "
+          f"{maxima}, rule out {a.rule_out}, confidence sequence, min "
+          f"{settings.min_boots} boots "
           f"({time.perf_counter() - t0:.1f}s)")
     print(f"  boots: fixed {totals['fixed']}, adaptive {totals['adaptive']}, saved {saved} "
           f"({100 * saved / totals['fixed']:.1f}%); {decided_early}/{runs} cell runs "
