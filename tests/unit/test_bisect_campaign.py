@@ -222,3 +222,31 @@ def test_failure_by_signature_title(tmp_path: Path) -> None:
                            "budget: {boots: 12}\n", "never.yaml")
     res = run(never, tmp_path / "n.db")
     assert res.status == "budget" and sum(res.posterior.failures) == 0
+
+
+def test_earlier_nights_of_the_known_good_build_set_the_priors(tmp_path: Path) -> None:
+    """Three earlier runs booted b00 in the campaign's cell, one boot failing: the
+    empirical-Bayes prior says good builds fail (P(B) 0.99) and the result says so; a
+    campaign that gives ``priors:`` keeps its own."""
+    from harness.bisect.loop import cell_of, known_good_history
+    from harness.model import BootResult, Outcome
+
+    write_lab(tmp_path)
+    camp = write_campaign(tmp_path)
+    c = load_campaign(camp)
+    db = tmp_path / "r.db"
+    with Store(db) as store:
+        for night in range(3):
+            cell = cell_of(c, "sim-1", "b00")
+            store.create_run(f"night{night}", c.matrix_name, [cell])
+            store.record_many(BootResult(f"night{night}", cell.id, i,
+                                         Outcome.VCPU_OFFLINE if (night, i) == (1, 3)
+                                         else Outcome.OK, offline_cpus=(1,) if
+                                         (night, i) == (1, 3) else ())
+                              for i in range(30))
+        assert sorted(known_good_history(store, c, "none")) == [(30, 0), (30, 0), (30, 1)]
+    res = run(camp, db)
+    assert "empirical Bayes from 3 earlier runs" in res.prior and "1/90 failed" in res.prior
+    assert res.posterior.baseline_weight == pytest.approx(1.0)  # b00 failed: model B only
+    given = run(write_campaign(tmp_path, "priors: {baseline: 0.5}\n", "given.yaml"), db)
+    assert given.prior == "priors as the campaign file gives them"
