@@ -63,6 +63,7 @@ def spread_rounds(post: FloatArray, q: FloatArray, g: FloatArray, slots: int,
     bad = cand[:, :, None] >= builds[None, None, :]
     F = np.where(bad, Q[:, None, :], G[:, None, :])
     hF = (_h_nats(F) * P[:, None, :]).sum(axis=2)  # (R, k): E_c h(F) = H(Y_j | C)
+    Ft = np.ascontiguousarray(F.transpose(0, 2, 1))  # (R, n, k)
     alloc = np.zeros((R, n), dtype=np.int64)
     M = P[:, None, :].copy()  # (R, Y, n): P(c) P(y | c), Y outcomes so far
     h_cond = np.zeros(R)  # H(Y | C) of the round so far (additive given c)
@@ -71,7 +72,7 @@ def spread_rounds(post: FloatArray, q: FloatArray, g: FloatArray, slots: int,
     active = np.ones(R, dtype=bool)
     rows = np.arange(R)
     for step in range(slots):
-        p1 = np.einsum("ryn,rkn->ryk", M, F)  # P(y, this boot fails)
+        p1 = M @ Ft  # (R, Y, k): P(y, this boot fails), batched BLAS
         p0 = M.sum(axis=2)[:, :, None] - p1
         h_new = -(_xlogx(p1) + _xlogx(np.maximum(p0, 0.0))).sum(axis=1)  # (R, k)
         mi = h_new - (h_cond[:, None] + hF)
