@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from harness.errors import ConfigError
-from harness.history.dashboard import default_path, write_dashboard
+from harness.history.dashboard import conf, default_path, write_dashboard
 from harness.history.nights import load_history
 from harness.report.view import pct
 from harness.report.write import find_database
@@ -59,7 +59,7 @@ def history(matrix: str, nights: int, db: str | None, lab: str | None, as_json: 
         strip = "".join("-" if x is None or x.n == 0 else LETTER.get(x.verdict, "?")
                         for x in c.nights)
         bad = (f"first bad: night {c.first_bad + 1} {h.first_bad_run(c)} "
-               f"({pct(c.confidence)} confidence; {pct(c.before, 1)} -> {pct(c.after, 1)}, "
+               f"({conf(c.confidence)} confidence; {pct(c.before, 1)} -> {pct(c.after, 1)}, "
                f"p = {c.p_adjusted:.2g} Holm)" if c.first_bad is not None else "")
         click.echo(f"{c.cell_id:<{width}}  {strip}  {bad}".rstrip())
     if not no_html:
