@@ -242,6 +242,10 @@ class Runner:
             if total > MAX_TOTAL_BOOTS:
                 raise ConfigError(f"--boots {self.options.boots} makes {total} boots, more "
                                   f"than {MAX_TOTAL_BOOTS} in one run: split the matrix")
+        if (self.options.resume and not self.options.join and not isinstance(db, str)
+                and not db.exists()):  # never create a database to resume
+            raise ConfigError(f"cannot resume run {self.options.resume!r}: there is no "
+                              f"results database at {db} (see --db / --reports-dir)")
         problem = None if isinstance(db, str) else path_problem(db)
         if problem:
             raise EnvironmentFault(f"results database: {problem}")

@@ -106,3 +106,12 @@ def test_the_installed_command_refuses_them_too(name: str, tmp_path: Path) -> No
         assert p.stderr.startswith(f"{case}:{at}: ") and fragment in p.stderr, p.stderr
         assert "Traceback" not in p.stderr + p.stdout
     _nothing_written(tmp_path)
+
+
+def test_resuming_a_run_of_no_database_writes_nothing(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, output = harness(["run", str(CORPUS / "matrix" / "_ok.yaml"), "--resume", "nope",
+                            "--reports-dir", str(tmp_path / "reports"), "-q"])
+    assert code == 2 and "no results database" in output and "Traceback" not in output, output
+    _nothing_written(tmp_path)
