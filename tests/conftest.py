@@ -13,10 +13,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from harness.testing.pgserver import PgServer, PgUnavailable
 
 PG_DATABASE = "harness_test"
+
+# Property tests assert properties, not speed: on a shared 2-core machine one example can
+# take seconds, and Hypothesis' 200 ms deadline then fails a correct test (speed belongs
+# in benchmarks/).
+settings.register_profile("harness", deadline=None)
+settings.load_profile("harness")
 
 
 @pytest.fixture(scope="session")
