@@ -5,12 +5,12 @@ aside, cells unfinished), boots, infrastructure errors per host and verdict coun
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from harness.model import Cell
-from harness.stats import CellCounts, judge
+from harness.stats import CellCounts, judge_cell
 
 if TYPE_CHECKING:
     from harness.store import InfraEvent, RunInfo, Store
@@ -66,8 +66,10 @@ def _plural(n: int, word: str) -> str:
 
 def run_status(info: RunInfo, cells: Sequence[Cell], counts: Mapping[str, CellCounts],
                hosts: Mapping[str, tuple[str, str]] = {},
-               infra: Sequence[InfraEvent] = ()) -> RunStatus:
-    """Is the run complete, and if not why: pure over what the store holds."""
+               infra: Sequence[InfraEvent] = (),
+               stopped: Collection[str] = ()) -> RunStatus:
+    """Is the run complete, and if not why: pure over what the store holds. ``stopped``:
+    cells adaptive stopping decided (judged on their confidence sequence, and done)."""
     adaptive = bool(info.config.get("adaptive"))
     reasons: list[str] = []
     if info.status == "interrupted":
@@ -86,9 +88,9 @@ def run_status(info: RunInfo, cells: Sequence[Cell], counts: Mapping[str, CellCo
     for c in cells:
         cc = counts.get(c.id, CellCounts())
         n_by_cell[c.id] = cc.n
-        v = judge(cc, c.expect).status
+        v = judge_cell(cc, c.expect, c.id in stopped).status
         verdicts[v] = verdicts.get(v, 0) + 1
-        if cc.n < c.boots:
+        if cc.n < c.boots and c.id not in stopped:
             unfinished.append((c.id, cc.n, c.boots))
     if unfinished and not (adaptive and info.status == "finished" and not aside):
         unmeasured = sum(1 for _, n, _ in unfinished if n == 0)
@@ -116,7 +118,8 @@ def run_status(info: RunInfo, cells: Sequence[Cell], counts: Mapping[str, CellCo
 def load_status(store: Store, run_id: str) -> RunStatus:
     info = store.get_run(run_id)
     return run_status(info, store.cells(run_id), store.counts(run_id),
-                      store.host_states(run_id), store.infra_events(run_id))
+                      store.host_states(run_id), store.infra_events(run_id),
+                      set(store.decisions(run_id)))
 
 
 def load_statuses(store: Store, matrix: str | None = None, *,

@@ -173,3 +173,18 @@ def test_change_point_finds_the_first_bad_night_and_skips_unmeasured_nights() ->
     assert first_bad([3, 2, 4, 3, 2, 3], [30] * 6).p_value > 0.05
     assert first_bad([9, 8, 9, 0, 0, 0], [30] * 6).index is None
     assert first_bad([1], [30]).index is None
+
+
+def test_a_cell_stopped_early_is_done_and_judged_on_its_sequence(store: Store) -> None:
+    """A run cut short for one cell by adaptive stopping: the stored decision makes the
+    cell done (not "unfinished") and its verdict the confidence sequence's."""
+    from harness.adaptive import CellDecision
+
+    night(store, "cut", 1, status="interrupted", record=4, fail=1)
+    before = load_status(store, "cut")
+    assert ("h1/g/vcpu4", 4, 10) in before.unfinished
+    store.record_decision("cut", CellDecision("h1/g/vcpu4", "fail", 4, "vcpu_offline",
+                                              0.01, 0.9, 0.95))
+    after = load_status(store, "cut")
+    assert [u[0] for u in after.unfinished] == ["h2/g/vcpu4"]
+    assert after.verdicts["fail"] == 2  # 1/4 fails a maximum of 0 either way
