@@ -15,7 +15,7 @@ import contextlib
 import platform
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from harness.adaptive import AdaptiveSettings, Decision, SequentialStopper
 from harness.errors import ConfigError, EnvironmentFault, environment_fault
 from harness.matrix import Matrix
 from harness.model import BootResult, Cell, Outcome
+from harness.planprint import changes, plan_print
 from harness.scheduler import Chunk, Scheduler, SchedulerStats, plan_chunks
 from harness.sim.clock import SimClock
 from harness.stats import CellCounts
@@ -192,7 +193,30 @@ class Runner:
             # what the Ansible role kvm_host gathered (or, locally, the same read here)
             "host_facts": gather_host_facts(self.lab, {c.host for c in cells},
                                             o.reports_dir / "hosts"),
+            "plan": plan_print(cells, self.lab),
         }
+
+    def _check_resume(self, run_id: str, config: Mapping[str, Any],
+                      stored: list[Cell]) -> None:
+        """Refuse to continue a run whose plan or lab changed in a way that changes what
+        its boots mean (see ``harness.planprint``); runs recorded before the harness kept
+        their plan are only checked for their cells."""
+        now = self._only(self._cells())
+        boots = config.get("boots")
+        if self.options.boots is None and isinstance(boots, int):  # started with --boots
+            now = [replace(c, boots=boots) for c in now]
+        old = config.get("plan")
+        if not isinstance(old, dict):
+            old = plan_print(stored, self.lab) if stored else None
+        if old is None:
+            return
+        what = changes(old, plan_print(now, self.lab))
+        if what:
+            raise ConfigError(
+                f"cannot resume run {run_id!r}: the matrix or lab changed since it started:\n  "
+                + "\n  ".join(what)
+                + "\nresume only continues the same plan on the same lab (docs/running.md); "
+                "start a new run for the changed one")
 
     def _adaptive(self) -> AdaptiveSettings | None:
         model = self.matrix.model.adaptive
@@ -258,6 +282,10 @@ class Runner:
         db = resolve_db(o.db, self.lab.name, self.lab.spec.results, o.reports_dir)
         t0 = time.monotonic()
         self._preflight(db)
+        if self._connector_for is None:  # the lab's own SSH: its files, before any boot
+            from harness.preflight import check_ssh_files
+
+            check_ssh_files(self.lab, self._only(self._cells()))
         with self._open_store(db) as store, contextlib.ExitStack() as held:
             if o.share:
                 return self._run_shared(store, db, o.share, t0)
@@ -272,6 +300,8 @@ class Runner:
                     raise ConfigError(f"--boots cannot change run {o.resume!r} while resuming "
                                       f"it (it has {stored[0].boots} boots per cell); start a "
                                       "new run for another count")
+                if not (o.join or o.worker):
+                    self._check_resume(o.resume, info.config, stored)
                 cells = self._cells() if o.join else stored or self._cells()
                 cells = self._only(cells)
                 run_id = self._run_id = o.resume
@@ -284,7 +314,7 @@ class Runner:
                     store.resume_run(run_id, cells)
             else:
                 cells = self._only(self._cells())
-                run_id = o.run_id or make_run_id(self.matrix.name)
+                run_id = o.run_id if o.run_id is not None else make_run_id(self.matrix.name)
                 seed = o.order_seed
                 info = store.create_run(run_id, self.matrix.name, cells,
                                         matrix_file=str(self.matrix.file),

@@ -225,6 +225,10 @@ class BisectRunner:
         c, o = self.c, self.o
         db = resolve_db(o.db, c.lab.name, c.lab.spec.results, o.reports_dir)
         t0 = time.monotonic()
+        if self._connector_for is None:  # the lab's own SSH: its files, before any boot
+            from harness.preflight import check_ssh_files
+
+            check_ssh_files(c.lab, [cell_of(c, h, b) for b in c.builds for h in c.hosts])
         with Store(db) as store:
             run_id, run_dir = self._open_run(store)
             k, f, own, infra = recorded_counts(store, c, run_id)

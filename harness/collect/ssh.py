@@ -31,7 +31,7 @@ from harness.errors import CollectError, InfraError
 from harness.evidence import STDERR_LIMIT, STDOUT_LIMIT
 
 __all__ = ["CommandTimeout", "HostSession", "JumpHost", "SSHChannel", "SSHConfig", "SSHConnector",
-           "open_session"]
+           "key_problem", "known_hosts_problem", "open_session"]
 
 # paramiko logs every failed banner read with a traceback at ERROR level; while a guest
 # boots that is expected, and the error is mapped and raised here instead
@@ -160,6 +160,44 @@ class _Bounded:
 
     def text(self) -> str:
         return b"".join(self.parts).decode("utf-8", "replace")
+
+
+def key_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be used as an SSH private key by the controller (None: it can).
+    Checked once before the first boot: no boot could fix it, and a login that cannot
+    even try must never look like a guest that is not ready."""
+    try:
+        if not path.exists():
+            return f"SSH key {path} does not exist"
+        if path.is_dir():
+            return f"SSH key {path} is a folder, not a key file"
+        with path.open("rb") as f:
+            f.read(1)
+    except OSError as exc:
+        return f"SSH key {path} cannot be read: {exc.strerror or exc}"
+    try:
+        paramiko.PKey.from_path(path)
+    except paramiko.PasswordRequiredException:
+        return f"SSH key {path} is protected by a passphrase (the harness logs in unattended)"
+    except (paramiko.SSHException, ValueError, TypeError, UnicodeError, OSError) as exc:
+        return f"SSH key {path} is not a private key paramiko can read ({exc})"
+    return None
+
+
+def known_hosts_problem(path: Path) -> str | None:
+    """Why the known_hosts file at ``path`` cannot be used (None: it can, or it does not
+    exist, which leaves every host key unknown)."""
+    try:
+        if not path.exists():
+            return None
+        if path.is_dir():
+            return f"known_hosts {path} is a folder, not a file"
+        paramiko.HostKeys().load(str(path))
+    except OSError as exc:
+        return f"known_hosts {path} cannot be read: {exc.strerror or exc}"
+    except (paramiko.SSHException, ValueError, UnicodeError) as exc:
+        return f"known_hosts {path} cannot be parsed: {exc}"
+    return None
 
 
 def open_session(host: str, port: int, cfg: SSHConfig, timeout: float,

@@ -8,6 +8,7 @@ API: the package docstring (``harness/store/__init__.py``) and docs/results.md."
 from __future__ import annotations
 
 import contextlib
+import re
 import secrets
 import threading
 import time
@@ -99,10 +100,31 @@ class RunData:
         raise KeyError(cell_id)
 
 
+MAX_RUN_ID = 128
+_RUN_ID = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def check_run_id(run_id: str) -> str:
+    """``run_id`` when it can name a folder of its own under the reports folder: only
+    ``[A-Za-z0-9._-]``, at most ``MAX_RUN_ID`` characters, not ``.`` or ``..``;
+    ``ConfigError`` saying which rule it breaks otherwise."""
+    if not run_id:
+        raise ConfigError("the run id is empty")
+    if len(run_id) > MAX_RUN_ID:
+        raise ConfigError(f"run id {run_id[:40]!r}... is {len(run_id)} characters long; "
+                          f"at most {MAX_RUN_ID}")
+    if not _RUN_ID.fullmatch(run_id):
+        raise ConfigError(f"run id {run_id!r} may only use letters, digits, '_', '.', '-'")
+    if run_id in (".", ".."):
+        raise ConfigError(f"run id {run_id!r} would name the reports folder or its parent; "
+                          "choose a name")
+    return run_id
+
+
 def make_run_id(matrix: str, now: float | None = None) -> str:
     """``<matrix>-<UTC yyyymmdd-HHMMSS>-<4 hex>``: sortable, unique, safe in paths."""
     t = datetime.fromtimestamp(time.time() if now is None else now, UTC)
-    return f"{safe_name(matrix)}-{t:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+    return f"{safe_name(matrix)[:80]}-{t:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
 def default_db_path(lab_name: str, results: Path | str | None = None,
@@ -661,8 +683,7 @@ def _msg(e: BaseException) -> str:
 
 
 def _check_run_id(run_id: str) -> None:
-    if not run_id or safe_name(run_id) != run_id:
-        raise ConfigError(f"run id {run_id!r} may only use letters, digits, '_', '.', '-'")
+    check_run_id(run_id)
 
 
 def _lab_of(lab: str | None, config: Mapping[str, Any] | None) -> str:
