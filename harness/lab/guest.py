@@ -31,13 +31,19 @@ EARLY_APPLETS = ("sh", "mount", "mkdir", "insmod", "ip", "cat", "echo", "sleep")
 @dataclass(frozen=True)
 class GuestVariant:
     """``ssh``: the normal guest; ``nossh``: boots fine but never starts dropbear
-    (a boot failure as seen from the controller, with a console to show it)."""
+    (a boot failure as seen from the controller, with a console to show it);
+    ``cpulocked``: SSH as the unprivileged user ``vmbh`` (same key), and init makes
+    ``/sys/devices/system/cpu/online`` readable by root only: the online list cannot be
+    read by the SSH user (``cat`` exits 1, Permission denied), every CPU being online."""
 
     name: str
     ssh: bool
+    online_unreadable: bool = False
 
 
-VARIANTS = (GuestVariant("ssh", True), GuestVariant("nossh", False))
+VARIANTS = (GuestVariant("ssh", True), GuestVariant("nossh", False),
+            GuestVariant("cpulocked", True, online_unreadable=True))
+LOCKED_USER = "vmbh"  # the cpulocked guest's SSH user (uid 1000)
 
 
 def modinfo_depends(ko: bytes) -> list[str]:
@@ -92,8 +98,11 @@ def builtin_modules(modules_dir: Path) -> set[str]:
             for line in f.read_text().splitlines() if line.strip()}
 
 
-def rcs_script(modules: list[str], ssh: bool) -> str:
+def rcs_script(modules: list[str], ssh: bool, online_unreadable: bool = False) -> str:
     loads = "\n".join(f"insmod /lib/modules/{m}.ko" for m in modules)
+    lock = ("chmod 0400 /sys/devices/system/cpu/online\n"
+            f"echo \"{BANNER}: cpu online list readable by root only\"\n"
+            if online_unreadable else "")
     tail = ("echo \"" + BANNER + ": starting dropbear on port 22\"" if ssh else
             "echo \"" + BANNER + ": this guest never starts an SSH server\"")
     return f"""#!/bin/sh
@@ -110,7 +119,7 @@ ip addr add {GUEST_IP} dev eth0
 ip link set eth0 up
 ip route add default via {GATEWAY}
 echo "{BANNER}: up, kernel $(uname -r), cpus online $(cat /sys/devices/system/cpu/online)"
-{tail}
+{lock}{tail}
 """
 
 
@@ -227,10 +236,21 @@ def build_initramfs(inp: GuestInputs, variant: GuestVariant) -> bytes:
                 f"{LIBDIR}/{posixpath.basename(interp)}", posixpath.dirname(link))))
     for m in modules:
         add(Entry.file(f"lib/modules/{m}.ko", index[m].read_bytes()))
-    add(Entry.file("etc/init.d/rcS", rcs_script(modules, variant.ssh).encode(), 0o755))
+    passwd, group = "root:x:0:0:root:/root:/bin/sh\n", "root:x:0:\n"
+    if variant.online_unreadable:  # an unprivileged SSH user, its key readable by it
+        home = f"home/{LOCKED_USER}"
+        for d in (home, f"{home}/.ssh"):
+            add(Entry.dir(d, 0o755))
+            have.add(d)
+        add(Entry.file(f"{home}/.ssh/authorized_keys",
+                       (inp.authorized_key + "\n").encode(), 0o644))
+        passwd += f"{LOCKED_USER}:x:1000:1000:{LOCKED_USER}:/{home}:/bin/sh\n"
+        group += f"{LOCKED_USER}:x:1000:\n"
+    add(Entry.file("etc/init.d/rcS", rcs_script(modules, variant.ssh,
+                                                 variant.online_unreadable).encode(), 0o755))
     add(Entry.file("etc/inittab", inittab(variant.ssh).encode()))
-    add(Entry.file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n"))
-    add(Entry.file("etc/group", b"root:x:0:\n"))
+    add(Entry.file("etc/passwd", passwd.encode()))
+    add(Entry.file("etc/group", group.encode()))
     add(Entry.file("etc/shells", b"/bin/sh\n"))
     add(Entry.file("etc/hostname", b"vmbh-guest\n"))
     return archive(entries)

@@ -84,6 +84,9 @@ def _complete(lay: Layout, manifest: dict[str, Any]) -> bool:
     gs = manifest.get("guests") or {}
     if set(gs) != set(FLAVOURS):
         return False
+    if any(set(g.get("initrd") or {}) != {v.name for v in guest.VARIANTS}
+           for g in gs.values()):
+        return False  # a guest variant added since: build it
     files = [Path(g["kernel"]) for g in gs.values()]
     files += [Path(p) for g in gs.values() for p in g["initrd"].values()]
     files += [lay.keys / "id_ed25519", lay.libvirt / "etc" / "qemu.conf"]

@@ -13,6 +13,7 @@ of the local lab) holds that root.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,6 +65,14 @@ guests:
       initrd: ${{cache}}/guests/arm64/initrd-nossh.cpio
       cmdline: console=ttyAMA0
     ssh:
+      key: ${{cache}}/keys/id_ed25519
+  cpulocked:
+    boot:
+      kernel: ${{cache}}/guests/arm64/vmlinuz
+      initrd: ${{cache}}/guests/arm64/initrd-cpulocked.cpio
+      cmdline: console=ttyAMA0
+    ssh:
+      user: vmbh
       key: ${{cache}}/keys/id_ed25519
 ssh: {{accept_new_host_keys: true}}
 """
@@ -153,6 +162,26 @@ def test_guest_without_ssh_is_a_boot_failure_with_console_evidence(lab_dir: Path
     assert "vmbh-guest: this guest never starts an SSH server" in console
     assert "Linux version" in console
     assert counts["clean/nossh/vcpu2"].boot_failure == 1
+
+
+def test_unreadable_online_list_is_never_vcpu_offline(lab_dir: Path) -> None:
+    """A real guest whose init makes /sys/devices/system/cpu/online readable by root
+    only, logged in to as an unprivileged user: cat exits 1 with Permission denied (and
+    dmesg is restricted too). Every CPU is online; the harness cannot know it, so the
+    boot is a boot failure saying why, never a vCPU-offline boot."""
+    summary, boots, infra, counts = _run(lab_dir, "cpulocked", "clean", "cpulocked", 2)
+    assert infra == []
+    (b,) = boots
+    assert b.outcome is Outcome.BOOT_FAILURE, b.reason
+    assert b.reason.startswith("collection failed: online: exit 1: ")
+    assert "Permission denied" in b.reason
+    assert b.offline_cpus == () and b.online_cpus is None
+    assert counts["clean/cpulocked/vcpu2"].vcpu_offline == 0
+    console = _text(summary.run_dir, dict(b.artifacts)["console"])
+    assert "vmbh-guest: cpu online list readable by root only" in console
+    meta = json.loads(_text(summary.run_dir, dict(b.artifacts)["meta"]))
+    online = next(c for c in meta["commands"] if c["name"] == "online")
+    assert online["exit_status"] == 1 and "Permission denied" in online["stderr"]
 
 
 def test_unreachable_libvirt_is_infra_error_not_a_guest_failure(lab_dir: Path) -> None:
