@@ -42,7 +42,8 @@ def main() -> None:
     cells = [Cell(id=f"node-{c % 4}/g{c // 4 % 8}/vcpu{2 + c % 16}/i={c}", matrix="m",
                   host=f"node-{c % 4}", guest=f"g{c // 4 % 8}", vcpus=2 + c % 16,
                   boots=a.boots, host_attrs=(("numa_patch", c % 2 == 0),),
-                  expect=Expectation(0.2 if c % 2 else 0.0, 0.01))
+                  expect=Expectation(vcpu_offline=0.2 if c % 2 else 0.0,
+                                     boot_failure=0.01))
              for c in range(a.cells)]
     with tempfile.TemporaryDirectory() as d, Store(Path(d) / "bench.db") as store:
         store.create_run("one", "m", cells)

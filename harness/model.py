@@ -31,7 +31,7 @@ class RebootMode(StrEnum):
     CPU_CYCLE = "cpu-cycle"  # cold boot, then offline/online each secondary N times
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Expectation:
     """Maximum acceptable rates for a cell; ``None`` means not judged."""
 
@@ -43,7 +43,7 @@ class Expectation:
     rule_out: float | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Timeouts:
     """Seconds. ``boot``: start to SSH login; ``ssh``: one connection attempt;
     ``command``: one remote command; ``shutdown``: graceful stop before destroy."""
@@ -106,6 +106,16 @@ class Cell:
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
+def same_value(a: Any, b: Any) -> bool:
+    """Whether an axis value or host attribute ``a`` is the value ``b`` a selector names:
+    the one rule for matrices (include/exclude/overrides/where), bisect campaigns and sim
+    rules. YAML gives ``3`` and ``"3"`` for what a user means as one value: they match;
+    a boolean only matches a boolean (``true`` is not ``1``, nor ``"true"``)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    return bool(a == b) or str(a) == str(b)
+
+
 def cell_folder(cell_id: str) -> str:
     """``node-1/es11/vcpu16`` -> ``node-1.es11.vcpu16-<8 hex>`` (see ``Cell.folder``)."""
     digest = hashlib.blake2b(cell_id.encode("utf-8", "surrogatepass"),
@@ -135,6 +145,18 @@ class Signature:
 
     kind: str
     title: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class SignatureCount:
+    """Boots (or occurrences in one text) showing one signature; ``known``: bugs of open
+    known issues naming it (reports). The one definition: classifier, store, stats and
+    reports all use it."""
+
+    kind: str
+    title: str
+    count: int
+    known: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from harness.inventory import NAME_PATTERN, Frozen, Lab, Scalar, load_lab
-from harness.model import BootResult, Outcome, RebootMode
+from harness.model import BootResult, Outcome, RebootMode, same_value
 from harness.yamlsrc import YamlDoc, did_you_mean, load_yaml, validate
 
 from .build import BuildPlan, BuildSection, load_build
@@ -216,14 +216,9 @@ def _hosts(doc: YamlDoc, m: CampaignModel, lab: Lab) -> tuple[str, ...]:
                             f"{did_you_mean(key, attrs)} (known: {', '.join(attrs) or 'none'})",
                             key=True)
     found = tuple(h for h, spec in lab.hosts.items()
-                  if all(_same(spec.attributes.get(k), v) for k, v in want.items()))
+                  if all(same_value(spec.attributes.get(k), v) for k, v in want.items()))
     if not found:
         raise doc.error(("cell", "host"), f"no host of lab {lab.name!r} has "
                         + ", ".join(f"{k}={v}" for k, v in want.items()))
     return found
 
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, bool) or isinstance(b, bool):
-        return a is b
-    return bool(a == b)

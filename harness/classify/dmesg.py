@@ -228,7 +228,7 @@ def boot_report(b: BootState, *, offline: tuple[int, ...], verdict: Outcome,
     counts = dict(b.sig_counts)
     for sc in extra_sigs:
         count_title(counts, sc.kind, sc.title, sc.count)
-    sigs = tuple(SignatureCount(k, t, c) for (k, t), c in counts.items())
+    sigs = tuple(SignatureCount(kind=k, title=t, count=c) for (k, t), c in counts.items())
     return BootReport(
         first_line=b.first_line,
         kernel_release=b.kernel_release,

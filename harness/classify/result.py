@@ -5,17 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.model import GUEST_OUTCOMES, Finding, Outcome, Signature
+from harness.model import GUEST_OUTCOMES, Finding, Outcome, Signature, SignatureCount
 
 # verdicts of a text (a boot's outcome adds infra_error, which text alone never shows)
 VERDICTS = GUEST_OUTCOMES
-
-
-@dataclass(frozen=True)
-class SignatureCount:
-    kind: str
-    title: str
-    count: int
 
 
 @dataclass(frozen=True)

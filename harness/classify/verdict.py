@@ -85,7 +85,7 @@ def classify_lines(lines: Iterable[str], *, expected_cpus: int | None = None,
         explained = {cpu for cpu, bad in b.cpu_state.items() if bad}
         extra: tuple[SignatureCount, ...] = ()
         if unknown or set(offline) - explained:
-            extra = (SignatureCount("cpus_missing", MISSING_TITLE, 1),)
+            extra = (SignatureCount(kind="cpus_missing", title=MISSING_TITLE, count=1),)
         beyond = 0 if expected_cpus is None else sum(
             1 for cpu, bad in b.cpu_state.items() if bad and cpu >= expected_cpus)
         merger.add(boot_report(b, offline=offline, verdict=_verdict(b, offline, unknown),
@@ -177,7 +177,8 @@ class Merger:
             offline_cpus=tuple(sorted(self.offline)),
             psci_errors=tuple(self.psci),
             panic=self.panic,
-            signatures=tuple(SignatureCount(k, t, c) for (k, t), c in self.sigs.items()),
+            signatures=tuple(SignatureCount(kind=k, title=t, count=c)
+                             for (k, t), c in self.sigs.items()),
             verdict=self.verdict,
             findings=tuple(self.findings),
             extra=more,

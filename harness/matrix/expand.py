@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from harness.model import Cell, Expectation, RebootMode, Timeouts
+from harness.model import Cell, Expectation, RebootMode, Timeouts, same_value
 
 DEFAULT_CYCLES = 3  # harness.cycle.DEFAULT_CYCLES (expand stays free of imports)
 
@@ -61,18 +61,12 @@ def matches(point: Mapping[str, Any], attrs: Mapping[str, Any],
     """A selector matches when every key's value (axis or host attribute) is listed."""
     for key, values in selector:
         value = point[key] if key in point else attrs.get(key, _MISSING)
-        if value is _MISSING or not any(_same(value, v) for v in values):
+        if value is _MISSING or not any(same_value(value, v) for v in values):
             return False
     return True
 
 
 _MISSING = object()
-
-
-def _same(a: Any, b: Any) -> bool:
-    # YAML gives bools and ints: keep True != 1 and compare strings as strings
-    return (type(a) is type(b) and a == b) or (str(a) == str(b) and not isinstance(a, bool)
-                                             and not isinstance(b, bool))
 
 
 def points(spec: MatrixSpec) -> list[dict[str, Any]]:

@@ -24,14 +24,13 @@ from harness.report.view import (
     OUTCOME_LABELS,
     BootView,
     CellView,
+    ClassVerdict,
     Comparison,
     DelayPoint,
     Histogram,
     HostRow,
-    Judgement,
     Rate,
     RunView,
-    SignatureCount,
     Snippet,
     StoppedEarly,
     pct,
@@ -48,7 +47,7 @@ TEXT_ARTIFACTS = ("dmesg", "console")  # where findings' line numbers may point
 
 
 def view_rate(r: stats.Rate) -> Rate:
-    return Rate(r.k, r.n, r.value, r.low, r.high)
+    return r
 
 
 def iso(t: float | None) -> str | None:
@@ -169,15 +168,16 @@ def boot_view(b: BootResult, paths: Paths) -> BootView:
 # --- cells ------------------------------------------------------------------------------
 
 
-def judgements(j: stats.Judgement, rates: dict[str, Rate]) -> tuple[Judgement, ...]:
+def judgements(j: stats.Judgement, rates: dict[str, Rate]) -> tuple[ClassVerdict, ...]:
     out = []
     for c in j.classes:
         label = OUTCOME_LABELS.get(c.outcome, c.outcome)
         statement = f"{label} {rate_text(rates[c.outcome])}, expected <= {pct(c.maximum)}"
         if c.maximum <= 0 and c.k == 0 and c.n:  # "no failure in n boots (rate < X%)"
             statement = f"{label}: {c.statement.split(': ', 1)[1]}"
-        out.append(Judgement(c.outcome, c.status, c.maximum, statement, c.more_boots,
-                             claim=c.statement))
+        out.append(ClassVerdict(outcome=c.outcome, verdict=c.status, limit=c.maximum,
+                                statement=statement, boots_to_decide=c.more_boots,
+                                claim=c.statement))
     return tuple(out)
 
 
@@ -197,7 +197,7 @@ def cell_view(cd: CellData, paths: Paths) -> CellView:
         infra_error=counts.infra_error, vcpu_offline_rate=rates["vcpu_offline"],
         boot_failure_rate=rates["boot_failure"], verdict=j.status,
         judgements=judgements(j, rates),
-        signatures=tuple(SignatureCount(s.title, s.count, s.kind) for s in cd.signatures),
+        signatures=tuple(s for s in cd.signatures),
         params=(*c.params, *((("reboot", str(c.reboot)),) if _varies(c, "reboot") else ()),
                 *((("memory_mib", c.memory_mib),) if _varies(c, "memory_mib") else ())),
         host_attrs=c.host_attrs,
@@ -274,7 +274,8 @@ def comparisons(data: RunData, confidence: float = 0.95) -> tuple[Comparison, ..
     out: list[Comparison] = []
     for axis, c, (a, b) in zip(axis_of, stats.adjust(family), sides, strict=True):
         within = c.label.rsplit(" (", 1)[1].rstrip(")") if " (" in c.label else ""
-        diff = Rate(0, 0, c.difference, c.interval.low, c.interval.high)
+        diff = Rate(k=0, n=0, value=c.difference, low=c.interval.low,
+                    high=c.interval.high)
         ra = stats.rate(c.k_a, c.n_a, confidence)
         rb = stats.rate(c.k_b, c.n_b, confidence)
         test = {"boschloo": "Boschloo", "fisher": "Fisher", "none": "none"}.get(c.method,

@@ -20,7 +20,7 @@ OUTCOMES = (Outcome.VCPU_OFFLINE, Outcome.BOOT_FAILURE)
 
 def _rate(k: int, n: int, confidence: float) -> Rate:
     r = stats.rate(k, n, confidence)
-    return Rate(r.k, r.n, r.value, r.low, r.high)
+    return r
 
 
 def _direction(ka: int, na: int, kb: int, nb: int) -> str:

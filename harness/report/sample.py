@@ -19,8 +19,8 @@ from harness.report.build import latency_histogram
 from harness.report.view import (
     BootView,
     CellView,
+    ClassVerdict,
     Comparison,
-    Judgement,
     Rate,
     RunView,
     SignatureCount,
@@ -34,20 +34,21 @@ GUESTS = ("es10", "es11", "es14", "es15")
 
 def wilson(k: int, n: int, confidence: float = 0.95) -> Rate:
     if n == 0:
-        return Rate(k, n, None, 0.0, 1.0)
+        return Rate(k=k, n=n, value=None, low=0.0, high=1.0)
     ci = binomtest(k, n).proportion_ci(confidence, "wilson")
-    return Rate(k, n, k / n, float(ci.low), float(ci.high))
+    return Rate(k=k, n=n, value=k / n, low=float(ci.low), high=float(ci.high))
 
 
-def _judge(outcome: str, label: str, k: int, n: int, limit: float) -> Judgement:
+def _judge(outcome: str, label: str, k: int, n: int, limit: float) -> ClassVerdict:
     shown = wilson(k, n)
     if n == 0:
-        return Judgement(outcome, "undecided", limit, f"{label} 0/0, expected <= {pct(limit)}")
+        return ClassVerdict(outcome=outcome, verdict="undecided", limit=limit,
+                            statement=f"{label} 0/0, expected <= {pct(limit)}")
     ci = binomtest(k, n).proportion_ci(0.95, "exact")
     verdict = "fail" if ci.low > limit else "pass" if ci.high < limit else "undecided"
-    return Judgement(outcome, verdict, limit,
-                     f"{label} {rate_text(shown)}, expected <= {pct(limit)}",
-                     boots_to_decide=n if verdict == "undecided" else None)
+    return ClassVerdict(outcome=outcome, verdict=verdict, limit=limit,
+                        statement=f"{label} {rate_text(shown)}, expected <= {pct(limit)}",
+                        boots_to_decide=n if verdict == "undecided" else None)
 
 
 def _dmesg_snippet(cpu: int, line: int) -> Snippet:
@@ -117,11 +118,13 @@ def sample_view(hosts: int = 3, guests: tuple[str, ...] = GUESTS,
                                "undecided" if "undecided" in verdicts else "pass")
                     sigs = []
                     if counts["vcpu_offline"]:
-                        sigs.append(SignatureCount("CPU#: failed to come online",
-                                                   counts["vcpu_offline"], "cpu_failed_online"))
+                        sigs.append(SignatureCount(title="CPU#: failed to come online",
+                                                   count=counts["vcpu_offline"],
+                                                   kind="cpu_failed_online"))
                     if counts["boot_failure"]:
-                        sigs.append(SignatureCount("Kernel panic - not syncing: Attempted to "
-                                                   "kill init!", counts["boot_failure"], "panic"))
+                        sigs.append(SignatureCount(title="Kernel panic - not syncing: "
+                                                   "Attempted to kill init!",
+                                                   count=counts["boot_failure"], kind="panic"))
                     cid = f"node-{h}/{g}/vcpu{v}" + (f"/memory_mib={mem}" if mem else "")
                     cells.append(CellView(
                         id=cid, host=f"node-{h}", guest=g, vcpus=v, planned=boots,
@@ -163,7 +166,8 @@ def _placeholder_comparisons(cells: list[CellView]) -> tuple[Comparison, ...]:
         d = a.value - b.value
         out.append(Comparison("vcpu_offline", "numa_patch", "numa_patch=true",
                               "numa_patch=false", f"guest={g}", a, b,
-                              Rate(0, 0, d, d - 0.05, d + 0.05), 0.001 if d < -0.1 else 0.6,
+                              Rate(k=0, n=0, value=d, low=d - 0.05, high=d + 0.05),
+                              0.001 if d < -0.1 else 0.6,
                               0.004 if d < -0.1 else 1.0, d < -0.1,
                               test="placeholder (synthetic)"))
     return tuple(out)
@@ -222,7 +226,7 @@ def record_sample_run(store: Any, run_id: str, run_dir: Path, *, hosts: int = 3,
                     cells.append(Cell(cid, matrix, f"node-{h}", g, v, boots,
                                       memory_mib=mem or 2048,
                                       host_attrs=(("numa_patch", numa), ("cpu", "FT-2500")),
-                                      expect=Expectation(0.0, 0.05)))
+                                      expect=Expectation(vcpu_offline=0.0, boot_failure=0.05)))
     store.create_run(run_id, matrix, cells, matrix_file="matrices/ft2500.yaml",
                      config={"lab": "ft2500-lab", "boots": boots,
                              "versions": {"harness": "0.1.0", "libvirt": "9.0.0",

@@ -10,34 +10,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from harness.model import Outcome, SignatureCount
+from harness.stats.rates import Rate
+
 if TYPE_CHECKING:
     from harness.history.regress import Regressions
     from harness.history.runs import RunStatus
 
-RATE_OUTCOMES = ("vcpu_offline", "boot_failure")
-OUTCOME_LABELS = {
-    "ok": "ok",
-    "vcpu_offline": "vCPU offline",
-    "boot_failure": "boot failure",
-    "infra_error": "infrastructure error",
+RATE_OUTCOMES = (Outcome.VCPU_OFFLINE, Outcome.BOOT_FAILURE)
+OUTCOME_LABELS: dict[str, str] = {
+    Outcome.OK: "ok",
+    Outcome.VCPU_OFFLINE: "vCPU offline",
+    Outcome.BOOT_FAILURE: "boot failure",
+    Outcome.INFRA_ERROR: "infrastructure error",
 }
+__all__ = ["ClassVerdict", "Rate", "SignatureCount"]  # and the view records below
 VERDICTS = ("fail", "undecided", "pass", "clean", "not_judged")
 # "clean": a maximum of 0 and no failure seen, no rate to rule out asked or reached (its
 # own word: "no failure in n boots (rate < X% at 95%)" is no proof of a zero rate)
-
-
-@dataclass(frozen=True)
-class Rate:
-    """A proportion with its interval (fractions in [0, 1]); ``value`` is None when n = 0."""
-
-    k: int
-    n: int
-    value: float | None
-    low: float
-    high: float
-
-    def as_dict(self) -> dict[str, float | None]:
-        return {"value": self.value, "low": self.low, "high": self.high}
 
 
 @dataclass(frozen=True)
@@ -54,7 +44,7 @@ class StoppedEarly:
 
 
 @dataclass(frozen=True)
-class Judgement:
+class ClassVerdict:
     """One outcome class of a cell against its expectation, in words and numbers."""
 
     outcome: str  # "vcpu_offline" | "boot_failure"
@@ -63,14 +53,6 @@ class Judgement:
     statement: str  # "vCPU offline 12/50 = 24% [14%, 37%], expected <= 0%"
     boots_to_decide: int | None = None  # undecided: more boots that could settle it
     claim: str = ""  # the one-sided claim behind the verdict (harness.stats wording)
-
-
-@dataclass(frozen=True)
-class SignatureCount:
-    title: str
-    count: int  # boots showing it
-    kind: str = ""
-    known: tuple[str, ...] = ()  # bugs of the open known issues naming it (known-issues.yaml)
 
 
 @dataclass(frozen=True)
@@ -110,7 +92,7 @@ class CellView:
     vcpu_offline_rate: Rate
     boot_failure_rate: Rate
     verdict: str  # "pass" | "clean" | "fail" | "undecided" | "not_judged"
-    judgements: tuple[Judgement, ...] = ()
+    judgements: tuple[ClassVerdict, ...] = ()
     signatures: tuple[SignatureCount, ...] = ()
     params: tuple[tuple[str, Any], ...] = ()  # other matrix axes
     host_attrs: tuple[tuple[str, Any], ...] = ()
@@ -338,8 +320,9 @@ class RunView:
             for s in c.signatures:
                 prev = counts.get(s.title)
                 known = tuple(dict.fromkeys((*(prev.known if prev else ()), *s.known)))
-                counts[s.title] = SignatureCount(s.title, s.count + (prev.count if prev else 0),
-                                                 s.kind, known)
+                counts[s.title] = SignatureCount(
+                    kind=s.kind, title=s.title,
+                    count=s.count + (prev.count if prev else 0), known=known)
         return sorted(counts.values(), key=lambda s: (-s.count, s.title))
 
 

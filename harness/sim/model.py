@@ -21,7 +21,7 @@ from pydantic import Field, field_validator
 
 from harness.errors import ConfigError
 from harness.inventory import Frozen, Int, Lab, Num, Scalar
-from harness.model import Outcome
+from harness.model import Outcome, same_value
 from harness.yamlsrc import PathT, did_you_mean, validate
 
 MatchValue = Scalar | list[Scalar]
@@ -32,7 +32,7 @@ class Seconds(Frozen):
     sd: Num = Field(8.0, ge=0)
 
 
-class Rule(Frozen):
+class SimRule(Frozen):
     """``match`` keys: ``host``, ``guest``, ``vcpus`` or a host attribute; a value or a
     list of values. The first rule that matches a boot gives its probabilities."""
 
@@ -62,7 +62,7 @@ class HostFaults(Frozen):
 
 class SimModel(Frozen):
     seed: Int = 0
-    rules: list[Rule] = Field(default_factory=list)
+    rules: list[SimRule] = Field(default_factory=list)
     boot_seconds: Seconds = Field(default_factory=Seconds)
     infra_error: Num = Field(0.0, ge=0.0, le=1.0)  # per boot attempt
     panic: Num = Field(0.5, ge=0.0, le=1.0)  # share of boot failures that panic
@@ -123,20 +123,15 @@ def uri_seed(uri: str) -> int | None:
         raise ConfigError(f"{uri}: seed must be a whole number") from None
 
 
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, bool) or isinstance(b, bool):
-        return a is b
-    return a == b or str(a) == str(b)
-
 
 def rule_for(model: SimModel, host: str, attrs: Mapping[str, Any], guest: str,
-             vcpus: int) -> Rule | None:
+             vcpus: int) -> SimRule | None:
     point: dict[str, Any] = {**attrs, "host": host, "guest": guest, "vcpus": vcpus}
     for rule in model.rules:
         ok = True
         for key, want in rule.match.items():
             values = want if isinstance(want, list) else [want]
-            if key not in point or not any(_same(point[key], v) for v in values):
+            if key not in point or not any(same_value(point[key], v) for v in values):
                 ok = False
                 break
         if ok:

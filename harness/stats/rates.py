@@ -10,8 +10,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
-from harness.classify.result import SignatureCount
-from harness.model import Outcome, Signature
+from harness.model import Outcome, Signature, SignatureCount
 
 
 def _check(k: float, n: int, confidence: float = 0.95) -> None:
@@ -105,18 +104,20 @@ def display_interval(k: int, n: int, confidence: float = 0.95) -> Interval:
     return clopper_pearson(k, n, confidence)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Rate:
     """``k`` of ``n`` with the displayed interval (``display_interval``; a cell stopped
     early shows its confidence sequence instead) and the one-sided Clopper-Pearson upper
-    bound (claims), both at ``confidence``. ``value`` is None when ``n`` is 0."""
+    bound (claims), both at ``confidence``. ``value`` is None when ``n`` is 0. Also a
+    difference of two rates in reports (``k = n = 0``, ``value`` the difference, its
+    interval): ``upper`` is then None. The one definition of a rate: stats and reports."""
 
     k: int
     n: int
     value: float | None
     low: float
     high: float
-    upper: float
+    upper: float | None = None
     confidence: float = 0.95
 
     def as_dict(self) -> dict[str, float | None]:
@@ -132,8 +133,8 @@ def rate(k: int, n: int, confidence: float = 0.95, sequential: bool = False) -> 
         ci = confidence_sequence(k, n, confidence)
     else:
         ci = display_interval(k, n, confidence)
-    return Rate(k, n, k / n if n else None, ci.low, ci.high, upper_bound(k, n, confidence),
-                confidence)
+    return Rate(k=k, n=n, value=k / n if n else None, low=ci.low, high=ci.high,
+                upper=upper_bound(k, n, confidence), confidence=confidence)
 
 
 @dataclass(frozen=True)
@@ -181,7 +182,7 @@ def signature_counts(per_boot: Iterable[Iterable[Signature]]) -> tuple[Signature
     c: Counter[tuple[str, str]] = Counter()
     for sigs in per_boot:
         c.update({(s.kind, s.title) for s in sigs})
-    return tuple(SignatureCount(kind, title, n)
+    return tuple(SignatureCount(kind=kind, title=title, count=n)
                  for (kind, title), n in sorted(c.items(), key=lambda x: (-x[1], x[0])))
 
 

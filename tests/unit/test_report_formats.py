@@ -30,8 +30,9 @@ def test_pct_and_rate_text():
     assert pct(None) == "n/a"
     from harness.report.view import Rate
 
-    assert rate_text(Rate(12, 50, 0.24, 0.1430, 0.3741)) == "12/50 = 24% [14%, 37%]"
-    assert rate_text(Rate(0, 0, None, 0, 1)) == "0/0 (no guest boots)"
+    assert rate_text(Rate(k=12, n=50, value=0.24, low=0.1430, high=0.3741)) == (
+        "12/50 = 24% [14%, 37%]")
+    assert rate_text(Rate(k=0, n=0, value=None, low=0, high=1)) == "0/0 (no guest boots)"
 
 
 # --- JSON ---------------------------------------------------------------------------------

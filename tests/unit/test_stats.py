@@ -183,8 +183,10 @@ def test_boots_to_decide_is_the_smallest_number_that_decides() -> None:
 
 
 def test_confidence_of_the_expectation_is_used() -> None:
-    lax = judge(CellCounts(ok=60), Expectation(0.05, None, confidence=0.9))
-    strict = judge(CellCounts(ok=60), Expectation(0.05, None, confidence=0.99))
+    lax = judge(CellCounts(ok=60),
+                Expectation(vcpu_offline=0.05, boot_failure=None, confidence=0.9))
+    strict = judge(CellCounts(ok=60),
+                   Expectation(vcpu_offline=0.05, boot_failure=None, confidence=0.99))
     assert lax.status == "pass" and strict.status == "undecided"
 
 

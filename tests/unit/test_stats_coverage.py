@@ -88,13 +88,13 @@ def test_verdict_claims_are_wrong_at_most_5_percent_of_the_time() -> None:
     m, boots = 0.05, 200
     k = rng.binomial(boots, m, N)
     statuses = [judge(CellCounts(ok=boots - int(x), vcpu_offline=int(x)),
-                      Expectation(m, None)).status for x in k]
+                      Expectation(vcpu_offline=m, boot_failure=None)).status for x in k]
     assert np.mean([s == "pass" for s in statuses]) <= 0.05 + TOL
     assert np.mean([s == "fail" for s in statuses]) <= 0.05 + TOL
     # and a cell clearly below the maximum passes most of the time at this size
     k = rng.binomial(boots, 0.005, 500)
     good = [judge(CellCounts(ok=boots - int(x), vcpu_offline=int(x)),
-                  Expectation(m, None)).status for x in k]
+                  Expectation(vcpu_offline=m, boot_failure=None)).status for x in k]
     assert np.mean([s == "pass" for s in good]) > 0.9
 
 

@@ -42,7 +42,8 @@ def cells() -> list[Cell]:
              boots=5, reboot=RebootMode.WARM, memory_mib=4096,
              params=(("firmware", "edk2"), ("hugepages", True)),
              host_attrs=(("numa_patch", False), ("cpu", "FT-2500")),
-             expect=Expectation(0.01, None, 0.99), timeouts=Timeouts(boot=120.0)),
+             expect=Expectation(vcpu_offline=0.01, boot_failure=None, confidence=0.99),
+             timeouts=Timeouts(boot=120.0)),
         Cell(id="node-3/es10/vcpu4", matrix="nightly", host="node-3", guest="es10", vcpus=4,
              boots=5),
     ]
