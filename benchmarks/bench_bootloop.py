@@ -21,8 +21,8 @@ from harness.bootloop import BootLoop
 from harness.inventory import load_lab
 from harness.matrix import load_matrix
 from harness.model import Cell, Outcome
-from harness.sink import JsonlSink
 from harness.testing.fakes import FakeBackend, FakeClock, FakeConnector, Script
+from harness.testing.sink import JsonlSink
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -519,6 +519,9 @@ class BootLoop:
         the guest's previous boot (its sshd not yet gone) does not count."""
         connector = self.connector_for(cell.host, cell.guest)
         deadline = self.monotonic() + cell.timeouts.boot
+        # warm/reset: the old boot must be gone within timeouts.shutdown, else a reset
+        shutdown_by = (self.monotonic() + cell.timeouts.shutdown
+                       if old_boot_id is not None else None)
         while True:
             self._check_stop()
             state = watch(dom.console_text()[console_from:])
@@ -545,6 +548,13 @@ class BootLoop:
                 continue
             if old_boot_id is not None and self._same_boot(chan, cell, old_boot_id):
                 chan.close()
+                if shutdown_by is not None and self.monotonic() >= shutdown_by:
+                    # still the old boot after timeouts.shutdown: the guest did not go
+                    # down when asked; a hardware reset does what the reboot did not
+                    boot.timings["shutdown_timeout"] = self.clock()
+                    boot.timeout = Timeout.SHUTDOWN
+                    shutdown_by = None
+                    dom.reset()
                 self.sleep(min(self.poll_s, max(deadline - self.monotonic(), 0)))
                 continue
             boot.timings["ssh_up"] = self.clock()

@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from harness.backend.registry import Capabilities, capabilities, kind_of
 from harness.errors import ConfigError
 from harness.lab.paths import expand as expand_cache
 from harness.yamlsrc import YamlDoc, load_yaml, validate
@@ -157,6 +158,10 @@ class HostSpec(Frozen):
             raise ValueError(f"not a libvirt URI: {v!r} ({exc})") from None
         if not parsed.scheme or "://" not in v:
             raise ValueError(f"not a libvirt URI: {v!r} (e.g. qemu+ssh://root@node-1/system)")
+        try:
+            kind_of(v)
+        except ConfigError as exc:
+            raise ValueError(exc.message) from None
         return v
 
     @field_validator("attributes")
@@ -174,7 +179,12 @@ class HostSpec(Frozen):
 
     @property
     def is_sim(self) -> bool:
-        return self.uri.startswith("sim:")
+        return self.capabilities.simulated
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this host's backend can do (``harness.backend.registry``)."""
+        return capabilities(self.uri)
 
     @property
     def effective_domain_type(self) -> str:

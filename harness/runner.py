@@ -23,6 +23,7 @@ from typing import Any
 from harness import __version__
 from harness.adaptive import AdaptiveSettings, Decision, SequentialStopper
 from harness.errors import ConfigError, EnvironmentFault, environment_fault
+from harness.events import BootDone, CellDecided, Event, HostChanged, RunStarted
 from harness.matrix import Matrix
 from harness.model import BootResult, Cell, Outcome
 from harness.planprint import changes, plan_print
@@ -55,39 +56,7 @@ class RunOptions:
     worker: bool = False  # this process is one of them (set by harness.workers)
 
 
-# --- progress events (called from slot threads; keep handlers quick) -------------------
-
-
-@dataclass(frozen=True)
-class RunStarted:
-    run_id: str
-    matrix: str
-    total: int  # boots this run aims at (already recorded ones included)
-    done: int  # boots already recorded (resume)
-    slots: dict[str, int]
-    db: DbTarget
-    resumed: bool
-
-
-@dataclass(frozen=True)
-class BootDone:
-    result: BootResult
-
-
-@dataclass(frozen=True)
-class HostChanged:
-    host: str
-    state: str  # "running", "done", "stopped", "set aside: <why>"
-
-
-@dataclass(frozen=True)
-class CellDecided:
-    cell_id: str
-    decision: Decision
-    skipped: int  # boots of the cell that will not be run
-
-
-Event = RunStarted | BootDone | HostChanged | CellDecided
+# progress events: harness/events.py (also what worker processes send, typed)
 
 
 @dataclass(frozen=True)
@@ -455,7 +424,7 @@ class Runner:
                        order_seed=order_seed)
         # one process per embedded libvirt root: its hosts share a worker
         together = {h: self.lab.host(h).uri for h in todo
-                    if self.lab.host(h).uri.startswith("qemu:///embed")}
+                    if self.lab.host(h).capabilities.one_process}
         pool = self._pool = WorkerPool(self.matrix.file, opts,
                                        split_hosts(todo, self.options.workers, together),
                                        by_host,

@@ -2,10 +2,12 @@
 
 The controller (``Runner`` with ``workers > 1``) creates or resumes the run, splits the
 hosts among the workers (each host in one worker, so a host's slot limit, its health and
-each cell's adaptive stop stay in one place), starts one process per group and relays
-their progress. Each worker is a ``Runner`` in ``worker`` mode on the same run: it boots
-its hosts' cells and records into the same database (the store is safe for several
-processes). Python threads share one CPU; processes use all of them.
+each cell's adaptive stop stay in one place), starts one process per group
+(``python -m harness.worker_main``) and relays their progress: typed messages
+(``harness.events``), never the runner's internals (no import cycle). Each worker is a
+``Runner`` in ``worker`` mode on the same run: it boots its hosts' cells and records into
+the same database (the store is safe for several processes). Python threads share one
+CPU; processes use all of them.
 
 A worker dies with its controller (``PR_SET_PDEATHSIG``): a controller killed with -9
 leaves no orphan recording behind it, and ``--resume`` continues as usual. SIGTERM to the
@@ -15,7 +17,6 @@ controller (or its ``stop()``) stops the workers cleanly.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import pickle
 import queue
@@ -28,7 +29,19 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from harness.model import BootResult, Outcome
+from harness.adaptive import Decision
+from harness.events import (
+    CellDecided,
+    HostChanged,
+    WorkerBoot,
+    WorkerDecided,
+    WorkerDone,
+    WorkerError,
+    WorkerExit,
+    WorkerHost,
+    WorkerMessage,
+    WorkerStart,
+)
 
 
 def split_hosts(todo: Mapping[str, int], workers: int,
@@ -54,57 +67,13 @@ def split_hosts(todo: Mapping[str, int], workers: int,
 @dataclass
 class WorkerResults:
     set_aside: dict[str, str] = field(default_factory=dict)
-    decisions: dict[str, str] = field(default_factory=dict)
+    decisions: dict[str, Decision] = field(default_factory=dict)
     skipped: int = 0
     interrupted: bool = False
     utilization: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
 
-def _die_with_parent(parent: int) -> None:
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # the controller died before prctl took effect
-        os._exit(1)
-
-
-def worker_main() -> None:
-    """``python -m harness.workers``: reads ``(matrix file, options, number, parent pid)``
-    pickled on stdin, writes pickled event tuples to its stdout (its own prints go to
-    stderr)."""
-    matrix_file, options, number, parent = pickle.load(sys.stdin.buffer)
-    _die_with_parent(parent)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the controller handles Ctrl-C
-    channel = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)  # anything printed goes to stderr, not into the event channel
-    lock = threading.Lock()
-
-    def put(msg: tuple[Any, ...]) -> None:
-        with lock:
-            pickle.dump(msg, channel)
-            channel.flush()
-
-    from harness.matrix import load_matrix
-    from harness.runner import BootDone, CellDecided, HostChanged, Runner
-
-    def emit(event: object) -> None:
-        if isinstance(event, BootDone):
-            r = event.result
-            put(("boot", r.cell_id, r.index, r.outcome.value, r.host))
-        elif isinstance(event, HostChanged):
-            put(("host", event.host, event.state))
-        elif isinstance(event, CellDecided):
-            put(("decided", event.cell_id, event.decision))
-
-    try:
-        runner = Runner(load_matrix(matrix_file), options, on_event=emit)
-        signal.signal(signal.SIGTERM, lambda s, f: runner.stop())
-        res = runner.run()
-        put(("done", number, res.set_aside, res.decisions, res.skipped,
-             res.status == "interrupted", res.utilization))
-    except BaseException as exc:  # reported by the controller
-        put(("error", number, f"{type(exc).__name__}: {exc}"))
 
 
 class WorkerPool:
@@ -115,7 +84,7 @@ class WorkerPool:
         self._options = options
         self._groups = groups
         self._cells_by_host = cells_by_host
-        self._queue: queue.Queue[tuple[Any, ...]] = queue.Queue()
+        self._queue: queue.Queue[WorkerMessage] = queue.Queue()
         self._emit = emit
         self._run_id = run_id
         self._procs: list[subprocess.Popen[bytes]] = []
@@ -136,10 +105,10 @@ class WorkerPool:
         only = tuple(c for h in group for c in self._cells_by_host.get(h, []))
         opts = replace(self._options, resume=self._run_id, run_id=None, worker=True,
                        workers=1, only_cells=only, write_reports=False, join=False)
-        p = subprocess.Popen([sys.executable, "-m", "harness.workers"],
+        p = subprocess.Popen([sys.executable, "-m", "harness.worker_main"],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         assert p.stdin is not None and p.stdout is not None
-        pickle.dump((self._matrix_file, opts, number, os.getpid()), p.stdin)
+        pickle.dump(WorkerStart(self._matrix_file, opts, number, os.getpid()), p.stdin)
         p.stdin.close()
         self._procs.append(p)
         out = p.stdout
@@ -151,7 +120,7 @@ class WorkerPool:
                 except (EOFError, pickle.UnpicklingError, OSError):
                     break
                 self._queue.put(msg)
-            self._queue.put(("exit", number))
+            self._queue.put(WorkerExit(number))
 
         threading.Thread(target=relay, name=f"worker-{number}-relay", daemon=True).start()
 
@@ -166,8 +135,8 @@ class WorkerPool:
         reported: set[int] = set()
         while pending:
             msg = self._queue.get()
-            if msg[0] == "exit":
-                n = int(msg[1])
+            if isinstance(msg, WorkerExit):
+                n = msg.number
                 code = self._procs[n].wait()
                 if n not in reported:  # died without a word (killed, crashed)
                     self.results.errors.append(f"worker {n} ({', '.join(self._groups[n])}) "
@@ -179,33 +148,24 @@ class WorkerPool:
                 reported.add(done)
         return self.results
 
-    def _handle(self, msg: tuple[Any, ...]) -> int | None:
+    def _handle(self, msg: WorkerMessage) -> int | None:
         """Relay one message; the worker's number when it has finished."""
-        from harness.runner import BootDone, CellDecided, HostChanged
-
-        kind = msg[0]
-        if kind == "boot":
-            _, cell_id, index, outcome, host = msg
-            self._emit(BootDone(BootResult(self._run_id, cell_id, index, Outcome(outcome),
-                                           host=host)))
-        elif kind == "host":
-            self._emit(HostChanged(msg[1], msg[2]))
-        elif kind == "decided":
-            self.results.decisions[msg[1]] = msg[2]
-            self._emit(CellDecided(msg[1], msg[2], 0))
-        elif kind == "done":
-            _, w, set_aside, decisions, skipped, interrupted, util = msg
-            self.results.set_aside.update(set_aside)
-            self.results.decisions.update(decisions)
-            self.results.skipped += skipped
-            self.results.interrupted |= interrupted
-            self.results.utilization.append(util)
-            return int(w)
-        elif kind == "error":
-            self.results.errors.append(f"worker {msg[1]}: {msg[2]}")
-            return int(msg[1])
+        match msg:
+            case WorkerBoot():
+                self._emit(msg.event(self._run_id))
+            case WorkerHost(host, state):
+                self._emit(HostChanged(host, state))
+            case WorkerDecided(cell_id, decision):
+                self.results.decisions[cell_id] = decision
+                self._emit(CellDecided(cell_id, decision, 0))
+            case WorkerDone():
+                self.results.set_aside.update(msg.set_aside)
+                self.results.decisions.update(msg.decisions)
+                self.results.skipped += msg.skipped
+                self.results.interrupted |= msg.interrupted
+                self.results.utilization.append(msg.utilization)
+                return msg.number
+            case WorkerError(number, message):
+                self.results.errors.append(f"worker {number}: {message}")
+                return number
         return None
-
-
-if __name__ == "__main__":
-    worker_main()

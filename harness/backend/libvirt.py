@@ -48,6 +48,7 @@ import libvirt  # noqa: E402
 
 from harness.backend import domain_xml as dx  # noqa: E402
 from harness.backend.base import BootRequest, GuestNotReady  # noqa: E402
+from harness.backend.registry import capabilities, driver_of  # noqa: E402
 from harness.errors import BackendError, CollectError  # noqa: E402
 from harness.runinfo import controller_identity  # noqa: E402
 
@@ -98,8 +99,9 @@ class LibvirtBackend:
     def __init__(self, uri: str, *, host_command: Callable[[str], str] | None = None) -> None:
         self.uri = uri
         parsed = urlparse(uri)
-        self.remote = bool(parsed.hostname)
-        self.is_test = parsed.scheme == "test"
+        self.capabilities = capabilities(uri)  # the registry reads the URI, not us
+        self.remote = self.capabilities.remote
+        self.is_test = driver_of(uri) == "test"
         self.embed_root = (parse_qs(parsed.query).get("root", [None])[0]
                            if parsed.path == "/embed" else None)
         self.host_command = host_command  # runs a fixed command on the host (host dmesg)
@@ -185,7 +187,7 @@ class LibvirtBackend:
             raise BackendError(f"libvirt {self.uri}: define {spec.name}: a domain with this "
                                "name exists already (left over? see 'harness gc')",
                                reason="define_refused", retryable=False)
-        if not self.remote and not self.is_test:
+        if self.capabilities.host_local:
             Path(storage).mkdir(parents=True, exist_ok=True)
         if isinstance(spec.boot, dx.UefiBoot):
             assert request.guest.boot is not None and request.guest.boot.image is not None
@@ -220,7 +222,7 @@ class LibvirtBackend:
     # -- per-boot files ----------------------------------------------------------------
 
     def _make_overlay(self, storage: PurePosixPath, overlay: str, backing: str) -> None:
-        if not self.remote and not self.is_test:
+        if self.capabilities.host_local:
             Path(storage).mkdir(parents=True, exist_ok=True)
             proc = subprocess.run(
                 ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", backing,
@@ -275,7 +277,7 @@ class LibvirtBackend:
         for path in paths:
             if not path:
                 continue
-            if not self.remote and not self.is_test:
+            if self.capabilities.host_local:
                 try:
                     os.unlink(path)
                     removed.append(path)
@@ -294,7 +296,7 @@ class LibvirtBackend:
 
     def list_files(self, folder: str) -> list[str]:
         """File names in a folder on the host (for gc); empty when it does not exist."""
-        if not self.remote and not self.is_test:
+        if self.capabilities.host_local:
             try:
                 return sorted(os.listdir(folder))
             except OSError:
@@ -541,4 +543,4 @@ class LibvirtDomain:
     @property
     def host_is_local(self) -> bool:
         """QEMU runs on this machine (its threads can be read under /proc)."""
-        return not self.backend.remote and not self.backend.is_test
+        return self.backend.capabilities.host_local

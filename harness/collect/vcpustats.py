@@ -313,10 +313,10 @@ class VcpuSampler:
             self.state.first_error = f"{type(exc).__name__}: {exc}"
 
     def before_resume(self, domain: Domain, request: BootRequest) -> dict[str, Any] | None:
-        stats_of = getattr(domain, "vcpu_stats", None)
-        if stats_of is None:
+        caps = request.host.capabilities  # declared by the backend's registry entry
+        if not caps.vcpu_stats:
             return None  # a backend without per-vCPU statistics (simulated lab)
-        if getattr(domain, "host_is_local", False):
+        if caps.host_local:
             from harness.lab.freezer import tgid_of
 
             self._watch_console = True

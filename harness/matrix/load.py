@@ -428,6 +428,7 @@ class _Builder:
             self.fail(("axes",), "the matrix expands to no cells (empty product after "
                       "exclude)")
         seen: dict[str, int] = {}
+        too_many: dict[PathT, list[str]] = {}
         product_dup = False
         n_product = len(pts) - len(spec.include)
         for i, p in enumerate(pts):
@@ -442,6 +443,16 @@ class _Builder:
                     self.fail(("axes",), f"duplicate cell {cid!r}: two axis points make the "
                               "same cell id")
             seen[cid] = i
+            nodes = p.get("numa_nodes")
+            if isinstance(nodes, int) and nodes > int(p["vcpus"]):
+                j = i - n_product
+                where: PathT = ("include", j, "numa_nodes") if j >= 0 else ("axes",
+                                                                             "numa_nodes")
+                too_many.setdefault(where, []).append(cid)
+        for where, cids in too_many.items():  # once per place, naming the first cell
+            more = f" (and {len(cids) - 1} more cells)" if len(cids) > 1 else ""
+            self.fail(where, f"cell {cids[0]!r}: numa_nodes is more than its vCPUs{more}; "
+                      "each guest NUMA node needs at least one vCPU")
         import itertools
 
         full = [dict(zip([a.name for a in spec.axes], c, strict=True))

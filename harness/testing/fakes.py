@@ -49,6 +49,7 @@ class Script:
     define_error: str | None = None  # BackendError reason raised by define
     start_error: str | None = None
     stops: bool = False  # the domain powers off by itself after starting
+    ignores_reboot: bool = False  # `reboot` in the guest does nothing (a hung shutdown)
 
 
 class FakeDomain:
@@ -196,7 +197,7 @@ class FakeChannel:
         }
         if command not in texts:
             return CommandResult(127, "", f"fake guest: unknown command {command!r}")
-        if command == commands.REBOOT:
+        if command == commands.REBOOT and not s.ignores_reboot:
             self.dom.reboot()
         return CommandResult(0, texts[command])
 

@@ -24,8 +24,8 @@ from harness.errors import BackendError
 from harness.inventory import GuestSpec, HostSpec, Lab, load_lab
 from harness.model import Cell, Outcome, Timeouts
 from harness.runinfo import controller_identity
-from harness.sink import JsonlSink
 from harness.testing.fakes import FakeClock
+from harness.testing.sink import JsonlSink
 
 libvirt = pytest.importorskip("libvirt", reason="libvirt-python is not installed")
 pytestmark = pytest.mark.integration
@@ -241,7 +241,7 @@ from harness.bootloop import BootLoop
 from harness.backend.base import GuestNotReady
 from harness.inventory import load_lab
 from harness.model import Cell, Timeouts
-from harness.sink import JsonlSink
+from harness.testing.sink import JsonlSink
 lab = load_lab({str(tmp_path / "lab.yaml")!r})
 backend = LibvirtBackend({URI!r})
 class C:

@@ -288,8 +288,8 @@ def test_boot_loop_collects_over_real_ssh(server: Server, tmp_path: Path) -> Non
     from harness.bootloop import BootLoop
     from harness.inventory import load_lab
     from harness.model import Cell, Outcome, Timeouts
-    from harness.sink import JsonlSink
     from harness.testing.fakes import FakeBackend, Script
+    from harness.testing.sink import JsonlSink
 
     server.stop()
     lab = load_lab(Path(__file__).parent.parent / "data" / "bootloop" / "lab.yaml")

@@ -15,8 +15,8 @@ from harness.classify.result import Classification
 from harness.errors import BackendError
 from harness.inventory import Lab, load_lab
 from harness.model import Cell, Outcome, RebootMode, Timeouts
-from harness.sink import JsonlSink
 from harness.testing.fakes import FakeBackend, FakeClock, FakeConnector, Script
+from harness.testing.sink import JsonlSink
 
 DATA = Path(__file__).parent.parent / "data" / "bootloop"
 
@@ -218,6 +218,22 @@ def test_warm_reboot_does_not_collect_from_the_old_boot(lab: Lab, tmp_path: Path
     assert results[1].offline_cpus == (3,)
     # two logins reached the old boot and were let go
     assert len(rig.connector.channels) == 1 + 3
+
+
+def test_warm_reboot_waits_timeouts_shutdown_then_resets(lab: Lab, tmp_path: Path) -> None:
+    """timeouts.shutdown is honoured: a guest still on its old boot that long after
+    `reboot` is reset (hardware), and the boot says so."""
+    rig = Rig(lab, tmp_path, [Script(not_ready=0, ignores_reboot=True), Script(not_ready=0)],
+              poll_s=1.0)
+    c = replace(cell(vcpus=4, boots=2, reboot=RebootMode.WARM),
+                timeouts=Timeouts(boot=120, ssh=5, command=10, shutdown=7))
+    results = rig.run(c)
+    assert [r.outcome for r in results] == [Outcome.OK, Outcome.OK]
+    assert rig.calls("reset") == [results[0].extra and dict(results[0].extra)["domain"]]
+    second = dict(results[1].timings)
+    assert 7 <= second["shutdown_timeout"] - second["start"] <= 9
+    assert dict(results[1].extra)["timeout"] == "shutdown"
+    assert "shutdown_timeout" not in dict(results[0].timings)
 
 
 def test_warm_chunk_starts_fresh_after_a_failed_boot(lab: Lab, tmp_path: Path) -> None:

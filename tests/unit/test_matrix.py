@@ -333,3 +333,15 @@ def test_bad_placement_in_an_include_is_located(tmp_path: Path) -> None:
            "  - {host: node-1, guest: es10, vcpus: 8, vcpupin: 'all:'}\n")
     err = error_of(write(tmp_path, MATRIX.replace("  vcpus: [4, 8]\n", inc[0]) + inc[1]))
     assert "vcpupin 'all:': expected a CPU list" in str(err) and at(err) == (10, 52), str(err)
+
+
+def test_numa_nodes_beyond_the_vcpus_is_located_at_load(tmp_path: Path) -> None:
+    """Found when the matrix is loaded (plan, run, pytest), not when the first domain of
+    that cell is defined in the middle of a run."""
+    numa = "vcpus: [4, 8]\n  numa_nodes: [1, 8]"
+    err = error_of(write(tmp_path, MATRIX.replace("vcpus: [4, 8]", numa)))
+    assert at(err)[0] == 7
+    assert ("cell 'node-1/es10/vcpu4/numa_nodes=8': numa_nodes is more than its vCPUs "
+            "(and 3 more cells)") in str(err)
+    ok = write(tmp_path, MATRIX.replace("vcpus: [4, 8]", "vcpus: [8]\n  numa_nodes: [1, 8]"))
+    assert {dict(c.params)["numa_nodes"] for c in load_matrix(ok).cells} == {1, 8}

@@ -95,7 +95,7 @@ class _Dom:
     """A domain whose libvirt statistics follow a script (one dict per call)."""
 
     name = "hb-fake"
-    host_is_local = False
+    host_is_local = False  # as its remote URI (below) declares
 
     def __init__(self, script: list[dict[str, int]]) -> None:
         self.script = script
@@ -113,7 +113,7 @@ class _Dom:
 
 def _req(tmp: Path) -> BootRequest:
     cell = Cell(id="h/g/vcpu2", matrix="m", host="h", guest="g", vcpus=2, boots=1)
-    return BootRequest(run_id="r", cell=cell, host_name="h", host=HostSpec(uri="qemu:///x"),
+    return BootRequest(run_id="r", cell=cell, host_name="h", host=HostSpec(uri="qemu+ssh://h/system"),
                        guest_name="g", guest=GuestSpec(), domain_name="hb-fake",
                        boot_index=0, workdir=tmp / "boot")
 

@@ -1,5 +1,5 @@
-"""Where boot results go. The SQLite store (``store.py``) is the default sink; the
-JSON-lines sink is for quick runs and debugging."""
+"""A sink for tests: boot results as JSON lines (the store, ``harness.store.Store``, is the
+product's sink; the protocol is ``harness.store.recorder.ResultSink``)."""
 
 from __future__ import annotations
 
@@ -7,17 +7,8 @@ import json
 import threading
 from dataclasses import asdict
 from pathlib import Path
-from typing import Protocol
 
 from harness.model import BootResult
-
-
-class ResultSink(Protocol):
-    def record(self, result: BootResult) -> None:
-        """Store one boot atomically (all or nothing)."""
-
-    def recorded(self, run_id: str, cell_id: str) -> set[int]:
-        """Boot indices of the cell already recorded for this run (to resume)."""
 
 
 class JsonlSink:
