@@ -153,6 +153,10 @@ class SimBackend:
 
     def define(self, request: BootRequest) -> Domain:
         with self._lock:
+            if request.domain_name in self._domains:  # as libvirt: a name is defined once
+                raise BackendError(f"sim {self.uri}: define {request.domain_name}: a domain "
+                                   "with this name exists already", reason="define_refused",
+                                   retryable=False)
             self.boots += 1
             key = (request.cell.id, request.boot_index)
             attempt = self._attempts.get(key, 0) + 1
