@@ -423,7 +423,7 @@ class LibvirtDomain:
 
     def evidence(self) -> dict[str, str]:
         out: dict[str, str] = {}
-        if not self.backend.remote and not self.backend.is_test:
+        if self.backend.capabilities.host_local:
             with contextlib.suppress(OSError):
                 out["qemu_log"] = Path(self.backend.qemu_log_path(self.name)).read_text(
                     encoding="utf-8", errors="replace")
@@ -510,7 +510,7 @@ class LibvirtDomain:
                         out["firmware_sha256"] = digest.split()[0][:16]
             except Exception as exc:  # best effort, like the other host evidence
                 out["versions_error"] = str(exc)[:200]
-        elif not self.backend.remote and not self.backend.is_test:
+        elif self.backend.capabilities.host_local:
             import platform
 
             out["host_kernel"] = platform.release()
