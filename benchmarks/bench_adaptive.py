@@ -54,7 +54,8 @@ def main() -> None:
     for cell in m.cells:
         if a.max is not None or a.rule_out is not None:
             mx = a.max if a.max is not None else cell.expect.vcpu_offline
-            cell = replace(cell, expect=Expectation(mx, mx, cell.expect.confidence,
+            cell = replace(cell, expect=Expectation(vcpu_offline=mx, boot_failure=mx,
+                                                    confidence=cell.expect.confidence,
                                                     rule_out=a.rule_out))
         attrs = m.lab.host(cell.host).attributes
         truth = true_rates(model, cell.host, attrs, cell.guest, cell.vcpus)

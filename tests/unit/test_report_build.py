@@ -276,7 +276,8 @@ def test_reports_of_a_run_with_no_boot_yet(tmp_path):
 def test_not_judged_cells_pass_in_junit_and_are_counted(tmp_path):
     from harness.model import BootResult, Expectation, Outcome
 
-    cells = [Cell("h/g/vcpu2", "m", "h", "g", 2, 3, expect=Expectation(None, None)),
+    cells = [Cell("h/g/vcpu2", "m", "h", "g", 2, 3,
+                  expect=Expectation(vcpu_offline=None, boot_failure=None)),
              Cell("h/g/vcpu4", "m", "h", "g", 4, 3)]
     with Store(tmp_path / "r.db") as store:
         store.create_run("nj", "m", cells)
@@ -302,7 +303,8 @@ def test_a_cell_stopped_early_shows_its_sequence_and_verdict_in_every_format(tmp
     from harness.report.html import payload
     from harness.runner import RunSummary
 
-    early = Cell("h/g/vcpu2", "m", "h", "g", 2, 400, expect=Expectation(0.05, 0.05))
+    early = Cell("h/g/vcpu2", "m", "h", "g", 2, 400,
+                 expect=Expectation(vcpu_offline=0.05, boot_failure=0.05))
     plain = Cell("h/g/vcpu4", "m", "h", "g", 4, 3)
     n = 120  # the sequence is below 5% from 116 clean boots on
     made = decide(stats.CellCounts(ok=n), early, AdaptiveSettings())

@@ -146,7 +146,8 @@ def test_html_is_self_contained(view):
 
 def test_html_escapes_user_text(view):
     evil = replace(view.cells[0], signatures=(
-        view.cells[0].signatures[0].__class__("<img src=x onerror=alert(1)>", 3),))
+        view.cells[0].signatures[0].__class__(kind="x", title="<img src=x onerror=alert(1)>",
+                                              count=3),))
     html = render_html(replace(view, cells=(evil, *view.cells[1:])))
     assert "<img src=x" not in html
     assert "&lt;img src=x onerror=alert(1)&gt;" in html  # the signatures table

@@ -22,7 +22,7 @@ from harness.stats import CellCounts, judge, judge_cell, wilson
 def cell(vo: float | None = 0.0, bf: float | None = 0.0, rule_out: float | None = None
          ) -> Cell:
     return Cell(id="h/g/vcpu8", matrix="m", host="h", guest="g", vcpus=8, boots=1000,
-                expect=Expectation(vo, bf, rule_out=rule_out))
+                expect=Expectation(vcpu_offline=vo, boot_failure=bf, rule_out=rule_out))
 
 
 def first(pred: object, ns: range) -> int | None:

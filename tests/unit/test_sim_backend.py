@@ -57,7 +57,11 @@ def boot(sim: SimLab, req: BootRequest) -> tuple[Domain, dict[str, str] | None]:
     """Drive one boot as the boot loop does: define, start, log in until the boot
     timeout, run the fixed commands."""
     dom = sim.backend_for(req.host_name).define(req)
-    dom.start()
+    try:
+        dom.start()
+    except BackendError:
+        dom.undefine()  # as the boot loop does: the retry defines the same name again
+        raise
     deadline = sim.clock.now() + req.cell.timeouts.boot
     while sim.clock.now() < deadline:
         try:

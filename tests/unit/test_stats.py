@@ -126,11 +126,12 @@ def test_maximum_zero_passes_only_once_the_named_rate_is_ruled_out() -> None:
     assert judge_class("vcpu_offline", 1, 500, 0.0, 0.95, 0.02).status == "fail"
     none = judge_class("vcpu_offline", 0, 0, 0.0, 0.95, 0.02)
     assert none.status == "undecided" and none.more_boots == 149
-    e = Expectation(0.0, 0.0, 0.95, rule_out=0.02)
+    e = Expectation(vcpu_offline=0.0, boot_failure=0.0, confidence=0.95, rule_out=0.02)
     assert judge(CellCounts(ok=149), e).status == "pass"
     assert judge(CellCounts(ok=148), e).status == "undecided"
     # without rule_out the same clean cell is "clean", counted as success, not as pass
-    assert judge(CellCounts(ok=149), Expectation(0.0, 0.0)).status == "clean"
+    zero = Expectation(vcpu_offline=0.0, boot_failure=0.0)
+    assert judge(CellCounts(ok=149), zero).status == "clean"
     assert {"pass", "clean", "not_judged"} == SUCCESS
 
 
@@ -152,12 +153,14 @@ def test_cell_verdict_combines_classes() -> None:
     e = Expectation(vcpu_offline=0.01, boot_failure=0.0, confidence=0.95)
     # one class passes (below 1%), the other is clean (maximum 0, nothing to rule out)
     assert judge(CellCounts(ok=400), e).status == "clean"
-    assert judge(CellCounts(ok=400), Expectation(0.01, 0.01)).status == "pass"
+    one_pct = Expectation(vcpu_offline=0.01, boot_failure=0.01)
+    assert judge(CellCounts(ok=400), one_pct).status == "pass"
     fail = judge(CellCounts(ok=399, boot_failure=1), e)
     assert fail.status == "fail" and "boot-failure" in fail.statement
     und = judge(CellCounts(ok=100), e)
     assert und.status == "undecided" and und.more_boots == 199
-    assert judge(CellCounts(ok=3), Expectation(None, None)).status == "not_judged"
+    unjudged = Expectation(vcpu_offline=None, boot_failure=None)
+    assert judge(CellCounts(ok=3), unjudged).status == "not_judged"
     # infrastructure errors change nothing
     assert judge(CellCounts(ok=400, infra_error=50), e) == judge(CellCounts(ok=400), e)
 

@@ -97,7 +97,7 @@ def test_verdict_is_consistent_with_the_bounds(ok: int, off: int, fail: int, inf
                                                m_off: float | None, m_fail: float | None,
                                                c: float) -> None:
     counts = CellCounts(ok, off, fail, infra)
-    j = judge(counts, Expectation(m_off, m_fail, c))
+    j = judge(counts, Expectation(vcpu_offline=m_off, boot_failure=m_fail, confidence=c))
     if m_off is None and m_fail is None:
         assert j.status == "not_judged"
         return
@@ -117,7 +117,8 @@ def test_verdict_is_consistent_with_the_bounds(ok: int, off: int, fail: int, inf
                 "pass" if statuses == {"pass"} else "clean")
     assert j.status == expected
     # more boots with no event can only move a class towards pass, never to fail
-    better = judge(CellCounts(ok + 1000, off, fail, infra), Expectation(m_off, m_fail, c))
+    better = judge(CellCounts(ok + 1000, off, fail, infra),
+                   Expectation(vcpu_offline=m_off, boot_failure=m_fail, confidence=c))
     if j.status in ("pass", "clean"):
         assert better.status == j.status
 
