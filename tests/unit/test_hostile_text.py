@@ -32,7 +32,7 @@ RAW_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 def _hostile_view():  # type: ignore[no-untyped-def]
     view = sample_view(hosts=1, guests=("es11",), vcpus=(4,), boots=10, seed=3)
-    cells = tuple(replace(c, signatures=(SignatureCount(HOSTILE, 3, "oops"),))
+    cells = tuple(replace(c, signatures=(SignatureCount(title=HOSTILE, count=3, kind="oops"),))
                   for c in view.cells)
     return replace(view, cells=cells)
 
