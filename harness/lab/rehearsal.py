@@ -45,7 +45,12 @@ MAX_INSTANCE = 50
 STORAGE_DIR = "/var/lib/libvirt/images/harness"
 PRIVATE_DIRS = ("etc/libvirt", "run/libvirt", "var/lib/libvirt", "var/log/libvirt",
                 "var/cache/libvirt")
-QEMU_CONF = """# rehearsal host (written by `harness lab up`): libvirt's defaults, as on a lab host
+QEMU_CONF = """# rehearsal host (written by `harness lab up`): libvirt's defaults, as on a lab host,
+# but QEMU runs as root: the lab cache (base images, the pool of per-boot overlays) lives
+# under the controller user's home, e.g. /root (mode 0700), which libvirt-qemu cannot
+# traverse. A lab host keeps its pool under /var/lib/libvirt/images and the default user.
+user = "root"
+group = "root"
 """
 
 Say = Callable[[str], None]
