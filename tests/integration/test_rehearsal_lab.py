@@ -45,6 +45,26 @@ if os.geteuid() != 0:
                 "distro image is built with mmdebstrap --mode=root: both need root",
                 allow_module_level=True)
 
+
+
+def _closed_parent() -> str | None:
+    """A folder above the lab cache that other users cannot enter (e.g. /root, 0700)."""
+    from harness.lab.paths import cache_dir
+    for d in [cache_dir(), *cache_dir().parents]:
+        if d.exists() and not d.stat().st_mode & 0o001:
+            return str(d)
+    return None
+
+
+if (_closed := _closed_parent()) is not None:
+    # Known open defect (issue 20): from such a cache every boot on the rehearsal host was
+    # an infra_error "Permission denied (as uid:999)" on its overlay, even with QEMU set
+    # to run as root there. Run these tests with VMBH_CACHE in a folder others can enter.
+    pytest.skip(f"the lab cache is under {_closed}, which the rehearsal host's libvirt "
+                "cannot enter (known defect, issue 20): set VMBH_CACHE to a folder under "
+                "one that others can traverse (e.g. /var/cache) to run these",
+                allow_module_level=True)
+
 LAB = """\
 name: it-rehearsal
 hosts:
